@@ -1,0 +1,1 @@
+"""Generation backends: `hf` (transformers, CPU or GPU)."""

@@ -1,0 +1,117 @@
+"""Batched generation with transformers.
+
+- The shared few-shot prefix is encoded once; its KV cache is copied into every batch.
+- Questions are bucketed by length (sorted), so a batch holds prompts of similar length and little padding.
+- Each question is left-padded between the prefix and itself; position ids follow the attention mask, so a
+  padded row computes exactly what it would alone.
+- Generation stops at the task's stop strings or end of text; sampling is seeded per batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import DynamicCache, PreTrainedModel
+
+from components.progress import ProgressLine
+
+
+class SamplingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_samples: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = 0
+
+
+class HFGenerator:
+    def __init__(self, model: PreTrainedModel, tokenizer: object, batch_size: int = 32) -> None:
+        self.model = model
+        self.tok = tokenizer
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"] if text else []  # type: ignore[operator]
+
+    @torch.inference_mode()
+    def _prefix_cache(self, prefix_ids: list[int]) -> DynamicCache | None:
+        if not prefix_ids:
+            return None
+        cache = DynamicCache()
+        ids = torch.tensor([prefix_ids], device=self.device)
+        self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        return cache
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prefix: str,
+        questions: Sequence[str],
+        sampling: SamplingConfig,
+        stop: Sequence[str],
+        label: str = "generate",
+    ) -> list[list[str]]:
+        """For each question, `sampling.num_samples` completions (prompt = prefix + question)."""
+        prefix_ids = self._encode(prefix)
+        cache = self._prefix_cache(prefix_ids)
+        encoded = [self._encode(q) for q in questions]
+        order = sorted(range(len(questions)), key=lambda i: len(encoded[i]))
+        n = sampling.num_samples
+        per_batch = max(1, self.batch_size // n)
+        results: list[list[str]] = [[] for _ in questions]
+        bar = ProgressLine(label, len(questions), unit="q")
+        pad = self.tok.pad_token_id  # type: ignore[attr-defined]
+        for b, start in enumerate(range(0, len(order), per_batch)):
+            idx = order[start : start + per_batch]
+            width = max(len(encoded[i]) for i in idx)
+            rows, masks = [], []
+            for i in idx:
+                q = encoded[i]
+                fill = width - len(q)
+                rows.append(prefix_ids + [pad] * fill + q)
+                masks.append([1] * len(prefix_ids) + [0] * fill + [1] * len(q))
+            input_ids = torch.tensor(rows, device=self.device).repeat_interleave(n, dim=0)
+            attention = torch.tensor(masks, device=self.device).repeat_interleave(n, dim=0)
+            kwargs: dict[str, object] = {}
+            if cache is not None:
+                batch_cache = copy.deepcopy(cache)
+                batch_cache.batch_repeat_interleave(input_ids.shape[0])
+                kwargs["past_key_values"] = batch_cache
+            sample = sampling.temperature > 0
+            if sample:
+                torch.manual_seed(sampling.seed * 1_000_003 + b)
+                kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            else:
+                kwargs.update(do_sample=False)
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=sampling.max_new_tokens,
+                stop_strings=list(stop),
+                tokenizer=self.tok,
+                pad_token_id=pad,
+                eos_token_id=self.tok.eos_token_id,  # type: ignore[attr-defined]
+                use_cache=True,
+                **kwargs,
+            )
+            new = out[:, input_ids.shape[1] :]
+            texts = self.tok.batch_decode(new, skip_special_tokens=True)  # type: ignore[attr-defined]
+            for j, text in enumerate(texts):
+                results[idx[j // n]].append(cut_at_stop(text, stop))
+            bar.update(len(idx))
+        return results
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cut = len(text)
+    for s in stop:
+        k = text.find(s)
+        if k != -1:
+            cut = min(cut, k)
+    return text[:cut]

@@ -1,0 +1,71 @@
+"""Step: build the fine-tuning set from the kept (correct) rationales of generation and rationalization:
+de-duplicated, at most `max_per_question` per question, with counts of where the kept rationales came from."""
+
+from pathlib import Path
+
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from components.artifacts import ATTEMPTS, EXAMPLES, FINETUNE, SET_STATS
+from components.rows import Attempt, Example, SetStats, TrainExample, read_rows, write_rows
+
+
+def select_kept(attempts: list[Attempt], max_per_question: int) -> list[TrainExample]:
+    """Correct attempts, generation before rationalization, without repeats, capped per question."""
+    kept: list[TrainExample] = []
+    seen: set[tuple[str, str, str]] = set()
+    per_question: dict[str, int] = {}
+    for a in sorted(attempts, key=lambda a: (a.source != "generation", a.id, a.sample)):
+        if not a.correct:
+            continue
+        key = (a.id, a.prompt, " ".join(a.completion.split()))
+        if key in seen or per_question.get(a.id, 0) >= max_per_question:
+            continue
+        seen.add(key)
+        per_question[a.id] = per_question.get(a.id, 0) + 1
+        kept.append(TrainExample(id=a.id, source=a.source, prompt=a.prompt, completion=a.completion))
+    return kept
+
+
+def build_finetune_set(
+    config_json: str, train_dir: str, attempts_dir: str, rationalizations_dir: str, out_dir: str
+) -> SetStats:
+    from pipelines.config import RunConfig
+
+    config = RunConfig.from_json(config_json)
+    questions = read_rows(Path(train_dir) / EXAMPLES, Example)
+    generated = read_rows(Path(attempts_dir) / ATTEMPTS, Attempt)
+    rationalized = read_rows(Path(rationalizations_dir) / ATTEMPTS, Attempt)
+    kept = select_kept(generated + rationalized, config.generation.max_per_question)
+    by_generation = {a.id for a in generated if a.correct}
+    by_rationalization = {a.id for a in rationalized if a.correct} - by_generation
+    stats = SetStats(
+        train_questions=len(questions),
+        solved_by_generation=len(by_generation),
+        solved_by_rationalization=len(by_rationalization),
+        train_examples=len(kept),
+        kept_generation=sum(k.source == "generation" for k in kept),
+        kept_rationalization=sum(k.source == "rationalization" for k in kept),
+    )
+    out = Path(out_dir)
+    write_rows(out / FINETUNE, kept)
+    (out / SET_STATS).write_text(stats.model_dump_json(indent=2))
+    print(
+        f"fine-tuning set: {stats.train_examples} rationales ({stats.kept_generation} generated, "
+        f"{stats.kept_rationalization} rationalized) for {stats.train_questions} questions"
+    )
+    return stats
+
+
+def finetune_set_op(
+    config_json: str,
+    train: Input[Dataset],
+    attempts: Input[Dataset],
+    rationalizations: Input[Dataset],
+    finetune_set: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    from components.finetune_set import build_finetune_set
+
+    stats = build_finetune_set(config_json, train.path, attempts.path, rationalizations.path, finetune_set.path)
+    for key, value in stats.model_dump().items():
+        metrics.log_metric(key, value)

@@ -1,0 +1,52 @@
+"""Loading the model of an iteration: the base model, a LoRA adapter on it, or a full checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from components.errors import StarError
+
+MODEL_REFERENCE = "star_model.json"  # in a base-model artifact that points at weights elsewhere
+
+
+def model_source(model_dir: str | Path) -> str:
+    """A base-model artifact holds the weights, or a `star_model.json` naming a model ID or path."""
+    ref = Path(model_dir) / MODEL_REFERENCE
+    if ref.exists():
+        return str(json.loads(ref.read_text())["source"])
+    return str(model_dir)
+
+
+def is_adapter(checkpoint_dir: str | Path) -> bool:
+    return (Path(checkpoint_dir) / "adapter_config.json").exists()
+
+
+def load_pretrained(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise StarError(f"Cannot load a model from {source!r} ({e}); check model.base in the config.") from e
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_policy(
+    base_dir: str | Path, policy_dir: str | Path, *, trainable: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model that generates in an iteration. `policy_dir` is the base-model artifact itself (iteration
+    0), a LoRA adapter trained on the base, or a full fine-tuned checkpoint."""
+    if is_adapter(policy_dir):
+        from peft import PeftModel
+
+        model, tok = load_pretrained(model_source(base_dir))
+        model = PeftModel.from_pretrained(model, str(policy_dir), is_trainable=trainable)
+    else:
+        model, tok = load_pretrained(model_source(policy_dir))
+    if not trainable:
+        model.eval()
+    return model, tok

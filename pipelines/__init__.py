@@ -1,0 +1,1 @@
+"""The STaR DAG, its run configuration and the `star` command line."""

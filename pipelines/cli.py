@@ -1,0 +1,78 @@
+"""The `star` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from components.errors import StarError
+from pipelines.config import load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="STaR (Self-Taught Reasoner) on Kubeflow.")
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="YAML run configuration (default: the arithmetic demo).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set iterations=5.")]
+
+
+def print_summary(rows: list[dict]) -> None:
+    table = Table(title="STaR summary")
+    for col in ("iteration", "held-out accuracy", "solved (gen + rat)", "kept", "steps", "loss"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        q = r["train_questions"] or 1
+        solved = f"{r['solved_by_generation'] / q:.1%} + {r['solved_by_rationalization'] / q:.1%}"
+        loss = f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "–"
+        table.add_row(str(r["iteration"]), f"{r['eval_accuracy']:.1%}", solved if r["iteration"] else "–",
+                      str(r["train_examples"]), str(r["train_steps"]), loss)
+    Console().print(table)
+
+
+@app.command()
+def run(
+    config: ConfigArg = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<name>).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run a STaR loop on this machine through kfp.local."""
+    from pipelines.local_run import run_local
+
+    cfg = load_config(config, set_)
+    folder = out or Path("runs") / cfg.name
+    run_local(cfg, folder)
+    print_summary(json.loads((folder / "summary.json").read_text()))
+    console.print(f"[green]wrote {folder / 'summary.json'} and {folder / 'report.html'}[/green]")
+
+
+@app.command("compile")
+def compile_(
+    config: ConfigArg = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pipeline package to write.")] = Path("star.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Compile the pipeline to a package for `kfp run submit -f`."""
+    from kfp import compiler
+
+    from pipelines.star_pipeline import build_pipeline
+
+    cfg = load_config(config, set_)
+    compiler.Compiler().compile(build_pipeline(cfg), str(output))
+    console.print(f"[green]wrote {output}[/green]")
+
+
+def main() -> None:
+    try:
+        app()
+    except StarError as e:
+        console.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

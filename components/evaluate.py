@@ -2,11 +2,14 @@
 run history (accuracy overall and per class, and what the model was trained on)."""
 
 from pathlib import Path
+from typing import TypeVar
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components.artifacts import EVAL_ATTEMPTS, EXAMPLES, HISTORY, SET_STATS, TRAIN_STATS
 from components.rows import Attempt, Example, IterationRecord, SetStats, TrainStats, read_rows, write_rows
+
+M = TypeVar("M", SetStats, TrainStats)
 
 
 def accuracy_by_group(attempts: list[Attempt]) -> dict[str, float]:
@@ -32,6 +35,11 @@ def pick_samples(attempts: list[Attempt], k: int) -> list[Attempt]:
     return picked
 
 
+def _read_model(path: Path, model: type[M]) -> M | None:
+    """Stats a trained checkpoint carries; the base model (iteration 0) has none."""
+    return model.model_validate_json(path.read_text()) if path.exists() else None
+
+
 def evaluate(
     config_json: str, iteration: int, eval_dir: str, base_dir: str, policy_dir: str, history_dir: str,
     out_dir: str,
@@ -55,10 +63,8 @@ def evaluate(
     attempts = score(task, examples, outputs, source="generation", saved_prompts=questions, direct=gen.direct)
 
     policy = Path(policy_dir)
-    set_stats = SetStats.model_validate_json((policy / SET_STATS).read_text()) if (policy / SET_STATS).exists() else None
-    train_stats = (
-        TrainStats.model_validate_json((policy / TRAIN_STATS).read_text()) if (policy / TRAIN_STATS).exists() else None
-    )
+    set_stats = _read_model(policy / SET_STATS, SetStats)
+    train_stats = _read_model(policy / TRAIN_STATS, TrainStats)
     record = IterationRecord(
         iteration=iteration,
         eval_accuracy=sum(a.correct for a in attempts) / len(attempts),

@@ -14,7 +14,10 @@ from rich.table import Table
 from components.errors import StarError
 from pipelines.config import load_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="STaR (Self-Taught Reasoner) on Kubeflow.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+    help="STaR (Self-Taught Reasoner) on Kubeflow.",
+)
 console = Console(stderr=True)
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML run configuration (default: the arithmetic demo).")]

@@ -8,8 +8,10 @@ sometimes on long ones: that is what bootstrapping needs. The result is a normal
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from components.finetune import fit
 from components.rows import TrainExample
 from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
 from components.tiny_model import TinyModelConfig, build_model, build_tokenizer
+
+RECIPE = "seed_pretraining.json"  # saved beside the weights: the recipe a built-in base model was made with
 
 
 class SeedPretraining(BaseModel):
@@ -69,6 +73,13 @@ def build_base_model(path: str | Path, cfg: SeedPretraining) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    (tmp / RECIPE).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     return path
+
+
+if __name__ == "__main__":  # make base-model
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "components/assets/tiny-arithmetic")
+    build_base_model(out, SeedPretraining())
+    print(f"wrote {out}")

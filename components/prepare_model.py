@@ -12,12 +12,11 @@ from pathlib import Path
 
 from kfp.dsl import Model, Output
 
-from components.base_model import SeedPretraining, build_base_model
+from components.base_model import RECIPE, SeedPretraining, build_base_model
 from components.policy import MODEL_REFERENCE
 
 BUILTIN_TINY = "builtin:tiny-arithmetic"
 ASSETS = Path(__file__).parent / "assets" / "tiny-arithmetic"
-RECIPE = "seed_pretraining.json"
 
 
 def recipe_key(recipe: SeedPretraining) -> str:
@@ -38,7 +37,6 @@ def builtin_base_model(recipe: SeedPretraining, cache_dir: str | Path | None = N
     if not (target / RECIPE).exists():
         print(f"building the tiny base model (cached at {target})")
         build_base_model(target, recipe)
-        (target / RECIPE).write_text(json.dumps(recipe.model_dump(mode="json"), indent=2))
     return target
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import DynamicCache, PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
 from components.progress import ProgressLine
 
@@ -27,6 +27,20 @@ class SamplingConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stops a row once its *generated* text contains a stop string (HF's `stop_strings` also matches across
+    the prompt boundary: a prompt ending in a newline would stop on the first generated newline)."""
+
+    def __init__(self, tokenizer: object, stops: Sequence[str], prompt_length: int, window: int = 16) -> None:
+        self.tok, self.stops, self.start, self.window = tokenizer, [s for s in stops if s], prompt_length, window
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        generated = input_ids[:, self.start :]
+        tails = self.tok.batch_decode(generated[:, -self.window :], skip_special_tokens=True)  # type: ignore[attr-defined]
+        done = [any(s in t for s in self.stops) for t in tails]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 class HFGenerator:
@@ -93,8 +107,7 @@ class HFGenerator:
                 input_ids=input_ids,
                 attention_mask=attention,
                 max_new_tokens=sampling.max_new_tokens,
-                stop_strings=list(stop),
-                tokenizer=self.tok,
+                stopping_criteria=StoppingCriteriaList([StopOnStrings(self.tok, stop, input_ids.shape[1])]),
                 pad_token_id=pad,
                 eos_token_id=self.tok.eos_token_id,  # type: ignore[attr-defined]
                 use_cache=True,

@@ -1,0 +1,31 @@
+# Every target creates its own virtual environment from nothing (CPU build of torch, pinned versions).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint base-model clean
+
+$(BIN)/star: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+## demo: a local STaR run on the arithmetic task (runs/demo/summary.json, runs/demo/report.html)
+demo: $(BIN)/star
+	$(BIN)/star run --out runs/demo
+
+## test: lint and the whole test suite (unit, integration, end to end through kfp.local)
+test: $(BIN)/star
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(BIN)/star
+	$(BIN)/ruff check .
+
+## base-model: rebuild the demo's tiny base model that ships in components/assets (seeded)
+base-model: $(BIN)/star
+	$(BIN)/python -m components.base_model components/assets/tiny-arithmetic
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

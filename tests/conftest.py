@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny model built locally (no downloads) and small run configurations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from components.tiny_model import TinyModelConfig, save_untrained  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+SMALL_BUILTIN = {
+    "steps": 20, "seed_examples": 60,
+    "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny Llama with the character tokenizer, saved with save_pretrained."""
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    return save_untrained(path, TinyModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2))
+
+
+@pytest.fixture(scope="session")
+def star_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("star-cache")
+
+
+def small_config(cache: Path, **overrides: object) -> dict:
+    cfg: dict = {
+        "name": "test",
+        "iterations": 2,
+        "task": {"name": "arithmetic", "min_digits": 1, "max_digits": 2, "train_size": 16, "eval_size": 8},
+        "model": {"cache_dir": str(cache), "builtin": SMALL_BUILTIN},
+        "generation": {"batch_size": 8, "max_new_tokens": 48},
+        "training": {"batch_size": 4, "schedule": {"kind": "linear", "start_steps": 2, "add_steps": 1}},
+    }
+    for key, value in overrides.items():
+        target = cfg
+        *head, last = key.split(".")
+        for part in head:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return cfg

@@ -1,0 +1,66 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.errors import StarError
+from pipelines.config import ScheduleConfig, load_config
+
+
+def test_schedules_follow_the_paper_formulas() -> None:
+    exp = ScheduleConfig(kind="exponential", start_steps=40, grow=1.2)
+    assert [exp.steps(n, 0, 8) for n in (1, 2, 3, 4)] == [40, 48, 57, 69]  # 40 * 1.2^(n-1), +20% per iteration
+    lin = ScheduleConfig(kind="linear", start_steps=40, add_steps=20)
+    assert [lin.steps(n, 0, 8) for n in (1, 2, 3)] == [40, 60, 80]
+    ep = ScheduleConfig(kind="epochs", base_epochs=1.0, add_epochs=0.5)
+    # ceil(kept * (base_epochs + add_epochs * (n-1)) / examples_per_step)
+    assert [ep.steps(n, 100, 8) for n in (1, 2, 3)] == [13, 19, 25]
+    with pytest.raises(ValueError):
+        exp.steps(0, 0, 8)
+
+
+def test_overrides_and_defaults() -> None:
+    cfg = load_config(None, ["iterations=5", "training.schedule.kind=linear", "rationalization.p_rationalization=0"])
+    assert cfg.iterations == 5
+    assert cfg.training.schedule.kind == "linear"
+    assert cfg.rationalization.p_rationalization == 0
+    assert cfg.training.continue_from_previous is False  # the paper: every iteration restarts from the base
+
+
+@pytest.mark.parametrize(
+    "yaml_text, needle",
+    [
+        ("iterations: 0\n", "iterations"),
+        ("training: {learning_rat: 0.1}\n", "training.learning_rat: is not a known setting"),
+        ("rationalization: {p_rationalization: 1.5}\n", "rationalization.p_rationalization"),
+        ("training: {schedule: {kind: cosine}}\n", "training.schedule.kind"),
+        ("- a list\n", "mapping"),
+    ],
+)
+def test_bad_config_values_name_the_key(tmp_path: Path, yaml_text: str, needle: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(StarError, match=needle):
+        load_config(path)
+
+
+def _star(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_config_is_one_clear_sentence_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("generation: {temperature: -1}\n")
+    result = _star("run", str(path), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "generation.temperature" in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_cli_missing_config_file(tmp_path: Path) -> None:
+    result = _star("run", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "nope.yaml does not exist" in " ".join(result.stderr.split())

@@ -1,0 +1,111 @@
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from components.artifacts import FINETUNE, SET_STATS, TRAIN_STATS
+from components.finetune import IGNORE, CompletionCollator, encode_example, fit
+from components.rows import SetStats, TrainExample, write_rows
+from components.train import train
+from pipelines.config import RunConfig
+
+
+def test_prompt_tokens_carry_no_loss(tiny_model_dir: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    prompt, completion = "Input:\n1 + 2\nTarget:\n", "<scratch>\n</scratch>\n3"
+    row = encode_example(tok, prompt, completion, max_length=512)
+    n_prompt = len(prompt)  # one token per character
+    assert row["labels"][:n_prompt] == [IGNORE] * n_prompt
+    assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
+    assert row["input_ids"][-1] == tok.eos_token_id  # the end of text is learned too
+
+    # The loss the model trains on is the cross-entropy of completion tokens only: changing the prompt's
+    # labels cannot change it, and it equals a hand computation over the completion positions.
+    batch = CompletionCollator(tok.pad_token_id)([row, encode_example(tok, "Q?\n", "42", 512)])
+    loss = model(**batch).loss
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits, shift_labels = logits[:, :-1], batch["labels"][:, 1:]
+    keep = shift_labels != IGNORE
+    manual = torch.nn.functional.cross_entropy(shift_logits[keep], shift_labels[keep])
+    assert torch.allclose(loss, manual, atol=1e-5)
+    assert keep.sum() == len(completion) + 1 + len("42") + 1
+
+
+def _finetune_dir(tmp: Path) -> Path:
+    d = tmp / "finetune"
+    rows = [
+        TrainExample(id=str(i), source="generation", prompt=f"Input:\n{i} + 1\nTarget:\n", completion=str(i + 1))
+        for i in range(8)
+    ]
+    write_rows(d / FINETUNE, rows)
+    stats = SetStats(train_questions=8, solved_by_generation=8, solved_by_rationalization=0, train_examples=8,
+                     kept_generation=8, kept_rationalization=0)
+    (d / SET_STATS).write_text(stats.model_dump_json())
+    return d
+
+
+def _config(method: str, continue_from_previous: bool, lr: float) -> str:
+    return RunConfig.model_validate({
+        "task": {"name": "arithmetic"},
+        "training": {"method": method, "learning_rate": lr, "batch_size": 4,
+                     "continue_from_previous": continue_from_previous,
+                     "schedule": {"kind": "linear", "start_steps": 2, "add_steps": 1}},
+    }).to_json()
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
+
+
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return sum(float((a[k] - b[k]).abs().sum()) for k in a)
+
+
+def test_each_iteration_trains_from_the_base_weights_unless_continue_from_previous(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = _finetune_dir(tmp_path)
+    # A "previous iteration" checkpoint, far from the base.
+    previous = tmp_path / "previous"
+    train(_config("full", False, 5e-2), 1, str(data), str(tiny_model_dir), str(tiny_model_dir), str(previous))
+    base_w, prev_w = _weights(tiny_model_dir), _weights(previous)
+    assert _distance(base_w, prev_w) > 1.0
+
+    # Iteration 2 with a negligible learning rate: where the result lands shows where training started.
+    fresh = tmp_path / "fresh"
+    stats = train(_config("full", False, 1e-12), 2, str(data), str(tiny_model_dir), str(previous), str(fresh))
+    assert stats.trained_from == "base" and stats.train_steps == 3  # linear schedule: 2 + 1 * (2 - 1)
+    assert _distance(_weights(fresh), base_w) < 1e-3 < _distance(_weights(fresh), prev_w)
+
+    cont = tmp_path / "continued"
+    stats = train(_config("full", True, 1e-12), 2, str(data), str(tiny_model_dir), str(previous), str(cont))
+    assert stats.trained_from == "previous"
+    assert _distance(_weights(cont), prev_w) < 1e-3 < _distance(_weights(cont), base_w)
+    assert json.loads((cont / TRAIN_STATS).read_text())["trained_from"] == "previous"
+
+
+def test_lora_saves_an_adapter_that_loads_on_the_base(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from components.policy import is_adapter, load_policy
+
+    data = _finetune_dir(tmp_path)
+    out = tmp_path / "adapter"
+    stats = train(_config("lora", False, 1e-2), 1, str(data), str(tiny_model_dir), str(tiny_model_dir), str(out))
+    assert is_adapter(out) and stats.method == "lora" and stats.train_loss is not None
+    assert not (out / "model.safetensors").exists()  # no merged copy of the base
+    model, _ = load_policy(tiny_model_dir, out)
+    assert type(model).__name__ == "PeftModelForCausalLM"
+    # continue_from_previous with LoRA starts from the previous adapter
+    cont = tmp_path / "cont"
+    stats = train(_config("lora", True, 1e-12), 2, str(data), str(tiny_model_dir), str(out), str(cont))
+    assert stats.trained_from == "previous"
+
+
+def test_fit_runs_exactly_the_requested_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = [TrainExample(id="a", source="generation", prompt="p", completion="c")] * 3
+    result = fit(model, tok, rows, max_steps=5, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=2)
+    assert result.steps == 5 and result.mean_loss is not None
+    assert fit(model, tok, [], max_steps=5, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=2).steps == 0

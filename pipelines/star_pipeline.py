@@ -114,11 +114,11 @@ def build_pipeline(config: RunConfig, image: str = DEFAULT_IMAGE) -> Any:
             history_in=data.outputs["history"],
         ).set_display_name("iteration 0 · evaluate")
         policy, history = base.outputs["base_model"], ev0.outputs["history"]
-        for iteration in iterations:
+        for n, iteration in enumerate(iterations, 1):
             step = iteration(
                 config_json=config_json, train=data.outputs["train"], eval_set=data.outputs["eval_set"],
                 base_model=base.outputs["base_model"], policy=policy, history_in=history,
-            )
+            ).set_display_name(f"iteration {n}")
             policy, history = step.outputs["checkpoint"], step.outputs["history"]
         rep = ops.report(config_json=config_json, history=history).set_display_name("report")
         return RunOutputs(summary=rep.outputs["summary"], report=rep.outputs["report_page"])

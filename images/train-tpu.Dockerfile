@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1
+# STaR TPU training image: transformers + peft on torch_xla (PJRT) for GKE TPU node pools.
+# Build from the repository root:  docker buildx bake -f images/docker-bake.hcl train-tpu
+
+# ---- build: a virtualenv with the project and its `tpu` extra (torch_xla[tpu], libtpu) ---------------------
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN python -m venv /opt/venv
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY components ./components
+COPY pipelines ./pipelines
+
+# TPU hosts need no CUDA: torch comes from the PyTorch CPU index, torch_xla must be the build matching it.
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu ".[tpu]" \
+    && python -c "import components, pipelines, torch, torch_xla; print(torch.__version__, torch_xla.__version__)"
+
+# ---- runtime -----------------------------------------------------------------------------------------------
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS runtime
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+LABEL org.opencontainers.image.title="star-train-tpu" \
+      org.opencontainers.image.description="STaR on Kubeflow: fine-tuning on Cloud TPU with torch_xla" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="https://github.com/example/star-kubeflow" \
+      org.opencontainers.image.url="https://github.com/example/star-kubeflow" \
+      org.opencontainers.image.documentation="https://github.com/example/star-kubeflow#readme" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="STaR on Kubeflow" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.14-slim-bookworm"
+
+RUN groupadd --system --gid 10001 star \
+    && useradd --system --uid 10001 --gid star --home-dir /home/star --create-home --shell /usr/sbin/nologin star
+
+COPY --from=build /opt/venv /opt/venv
+
+# PJRT_DEVICE selects the TPU runtime; XLA's compilation cache goes to a writable, mountable path.
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/star \
+    PJRT_DEVICE=TPU \
+    XLA_CACHE_DIR=/tmp/xla-cache
+
+USER 10001:10001
+WORKDIR /home/star
+CMD ["star", "--help"]

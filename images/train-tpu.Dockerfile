@@ -19,7 +19,7 @@ COPY components ./components
 COPY pipelines ./pipelines
 
 # TPU hosts need no CUDA: torch comes from the PyTorch CPU index, torch_xla must be the build matching it.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu ".[tpu]" \
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[tpu]" \
     && python -c "import components, pipelines, torch, torch_xla; print(torch.__version__, torch_xla.__version__)"
 
 # ---- runtime -----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ COPY pyproject.toml README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 
-RUN pip install --no-cache-dir ".[vllm]" \
+RUN pip install --no-cache-dir "./[vllm]" \
     && python -c "import components, pipelines, vllm; print('vllm', vllm.__version__)"
 
 # ---- runtime -----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -12,12 +13,13 @@ from kfp import local
 from components.artifacts import SUMMARY
 from components.errors import StarError
 from pipelines.config import RunConfig
+from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
 
 
 def run_local(config: RunConfig, out: str | Path) -> Path:
     """Run the whole pipeline through `kfp.local.SubprocessRunner`; artifacts go under `out/artifacts`,
-    and `out/summary.json` and `out/report.html` are written at the end."""
+    `out/summary.json` and `out/report.html` are written at the end, the full log to `out/run.log`."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
@@ -26,10 +28,14 @@ def run_local(config: RunConfig, out: str | Path) -> Path:
     )
     pipeline = build_pipeline(config)
     started = time.monotonic()
+    console, log = tee_to_log(out / "run.log")
     try:
-        task = pipeline()
+        with contextlib.redirect_stdout(console):
+            task = pipeline()
     except RuntimeError as e:
-        raise StarError(f"The local run stopped: {e}. The step's log above says why.") from e
+        raise StarError(f"The local run stopped ({e}); the full log is {out / 'run.log'}.") from e
+    finally:
+        log.close()
     shutil.copy(Path(task.outputs["summary"].path) / SUMMARY, out / SUMMARY)
     shutil.copy(task.outputs["report"].path, out / "report.html")
     print(f"finished in {time.monotonic() - started:.0f}s")

@@ -250,7 +250,7 @@ def _bake() -> dict[str, Any]:
         import hcl2  # type: ignore[import-untyped]
     except ImportError:
         hcl2 = None
-    if hcl2 is not None:
+    if hcl2 is not None and hasattr(hcl2, "loads"):
         raw = hcl2.loads(text)
 
         def unq(value: Any) -> Any:

@@ -10,7 +10,8 @@ FROM nvidia/cuda:13.0.1-devel-ubuntu24.04@sha256:7d2f6a8c2071d911524f95061a0db36
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# nvcc needs a host C++ compiler to build DeepSpeed's ops; the build stage is discarded.
+# nvcc needs a host C++ compiler to build DeepSpeed's ops. Unpinned on purpose: Ubuntu replaces patch
+# versions in its archive, and this stage is discarded, so the compiler never reaches the image.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ \
@@ -41,6 +42,7 @@ RUN uv pip install --python /opt/venv/bin/python ".[gpu]"
 # for datacenter GPUs (A100, L4/Ada, H100, B200), so the runtime image needs no compiler.
 ARG TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0;10.0"
 RUN DS_VERSION="$(python -c 'import importlib.metadata as m; print(m.version("deepspeed"))')" \
+    && uv pip install --python /opt/venv/bin/python "setuptools==84.2.1" "wheel==0.48.0" "ninja==1.13.2" \
     && DS_BUILD_OPS=0 DS_BUILD_FUSED_ADAM=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" \
        uv pip install --python /opt/venv/bin/python --no-build-isolation --no-deps --reinstall \
        "deepspeed==${DS_VERSION}" \

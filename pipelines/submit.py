@@ -123,11 +123,14 @@ def submit_run(
     pipeline_name: str | None = None,
     namespace: str | None = None,
     existing_token: str | None = None,
+    service_account: str | None = None,
 ) -> SubmitResult:
     """Upload ``package_path`` as a pipeline version and start a run of it in ``experiment``.
 
     ``pipeline_name`` defaults to the name compiled into the package (``pipelineInfo.name``); ``run_name``
     defaults to ``<pipeline_name> <UTC time>``. The experiment is created when it does not exist.
+    ``service_account`` is the Kubernetes ServiceAccount the run's pods use (the Helm chart creates one);
+    None leaves the cluster's default.
     """
     package = _check_package(package_path)
     if not experiment or not experiment.strip():
@@ -148,6 +151,7 @@ def submit_run(
                 job_name=job_name,
                 pipeline_id=uploaded.pipeline_id,
                 version_id=uploaded.version_id,
+                service_account=(service_account or "").strip() or None,
             )
     if not run.run_id:
         raise SubmitError(

@@ -385,6 +385,38 @@ def test_service_account_carries_cloud_identity_annotations() -> None:
         assert doc["metadata"]["namespace"] == NAMESPACE
 
 
+def test_prepull_runs_a_no_op_in_each_gpu_image_on_gpu_nodes() -> None:
+    assert find(manifests(render({})), "DaemonSet") == []  # off by default
+    docs = manifests(render(CONFIGS["gpu"]))
+    (ds,) = find(docs, "DaemonSet", f"{RELEASE}-prepull")
+    spec = pod_spec(ds)
+    registry = CONFIGS["gpu"]["images"]["registry"]
+    assert [(c["image"], c["command"]) for c in spec["initContainers"]] == [
+        (f"{registry}/star-train-gpu:1.2.3", ["true"]),
+        (f"{registry}/star-vllm:1.2.3", ["true"]),
+    ]
+    (main,) = spec["containers"]
+    assert main["image"].startswith("registry.k8s.io/pause:")
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["priorityClassName"] == "system-node-critical"
+    (policy,) = find(docs, "NetworkPolicy", f"{RELEASE}-prepull")
+    assert policy["spec"]["egress"] == [] and policy["spec"]["ingress"] == []
+
+    (tpu_ds,) = find(manifests(render(CONFIGS["tpu"])), "DaemonSet")
+    tpu_spec = pod_spec(tpu_ds)
+    assert [c["image"] for c in tpu_spec["initContainers"]] == ["ghcr.io/example/star-train-tpu:0.1.0"]
+    assert tpu_spec["nodeSelector"] == {"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice"}
+
+
+def test_notes_tell_how_to_run() -> None:
+    notes = render({})[f"{RELEASE}/templates/NOTES.txt"]
+    assert f"Pipeline service account: {RELEASE}" in notes
+    assert "kfp --endpoint" in notes and "run create" in notes and f"--namespace {NAMESPACE}" in notes
+    assert "WARNING" in notes  # no credentials and no cloud identity configured
+    assert "WARNING" not in render(CONFIGS["gpu"])[f"{RELEASE}/templates/NOTES.txt"]
+
+
 # ---- pipeline config and upload hook -------------------------------------------------------------------
 
 

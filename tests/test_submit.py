@@ -177,6 +177,13 @@ def test_submit_run_gets_or_creates_the_experiment_and_runs_the_uploaded_version
     assert first.model_dump()["pipeline"]["version_id"] == first.pipeline.version_id
 
 
+def test_submit_run_passes_the_service_account(api: FakeKfpServer, package: Path) -> None:
+    result = submit_run(str(package), api.url, service_account="star")
+    assert api.runs[result.run_id]["service_account"] == "star"
+    (body,) = [r.json() for r in api.requests_to("POST", "/apis/v2beta1/runs")]
+    assert body["service_account"] == "star"
+
+
 def test_submit_run_uses_the_given_pipeline_name(api: FakeKfpServer, package: Path) -> None:
     result = submit_run(str(package), api.url, pipeline_name="star-arithmetic")
     assert result.pipeline.pipeline_name == "star-arithmetic"

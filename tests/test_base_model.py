@@ -1,0 +1,64 @@
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import components.prepare_model as pm
+from components.base_model import RECIPE, SeedPretraining, seed_documents
+from components.policy import MODEL_REFERENCE, load_policy
+from components.tasks.arithmetic import ArithmeticTask
+from pipelines.config import RunConfig
+from tests.conftest import SMALL_BUILTIN
+
+
+def test_seed_set_covers_the_whole_digit_range_in_few_shot_shaped_documents() -> None:
+    cfg = SeedPretraining(seed_examples=300, digit_weights=[8, 4, 2, 1, 1], examples_per_document=3)
+    docs = seed_documents(cfg)
+    assert len(docs) == 100 and all(d.prompt == "" for d in docs)
+    blocks = [b for d in docs for b in d.completion.split("\n\n")]
+    assert len(blocks) == 300
+    task = ArithmeticTask()
+    lengths = {len(b.split("\n")[1].split(" + ")[0].replace(" ", "")) for b in blocks}
+    assert lengths == {1, 2, 3, 4, 5}
+    for b in blocks:  # every worked example is correct
+        q = b.split("Target:\n")[1]
+        a, _, c = b.split("\n")[1].partition(" + ")
+        assert task.extract_answer(q, direct=False) == str(int(a.replace(" ", "")) + int(c.replace(" ", "")))
+    assert any("Hint: " in b for b in blocks)
+
+
+def test_builtin_base_model_is_built_once_cached_and_loads_with_from_pretrained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = RunConfig.model_validate({"model": {"cache_dir": str(tmp_path / "cache"), "builtin": SMALL_BUILTIN}})
+    first = tmp_path / "a"
+    pm.prepare_model(cfg.to_json(), str(first))
+    assert json.loads((first / RECIPE).read_text()) == cfg.model.builtin.model_dump(mode="json")
+    AutoModelForCausalLM.from_pretrained(first)
+    assert AutoTokenizer.from_pretrained(first).decode([5, 6]) != ""
+
+    def no_rebuild(*a: object, **k: object) -> None:
+        raise AssertionError("the cached base model was rebuilt")
+
+    monkeypatch.setattr(pm, "build_base_model", no_rebuild)
+    second = tmp_path / "b"
+    pm.prepare_model(cfg.to_json(), str(second))
+    assert (second / "model.safetensors").read_bytes() == (first / "model.safetensors").read_bytes()
+
+
+def test_a_model_id_or_path_becomes_a_reference(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cfg = RunConfig.model_validate({"model": {"base": str(tiny_model_dir)}})
+    out = tmp_path / "ref"
+    pm.prepare_model(cfg.to_json(), str(out))
+    assert json.loads((out / MODEL_REFERENCE).read_text()) == {"source": str(tiny_model_dir)}
+    assert not (out / "model.safetensors").exists()  # big weights stay where they are
+    model, tok = load_policy(out, out)
+    assert model.config.vocab_size == len(tok)
+
+
+def test_an_unloadable_model_is_one_clear_error(tmp_path: Path) -> None:
+    from components.errors import StarError
+
+    with pytest.raises(StarError, match="check model.base"):
+        load_policy(tmp_path, tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 from kfp.dsl import HTML, Dataset, Input, Output
 
 from components.artifacts import HISTORY, SUMMARY
-from components.rows import IterationRecord, read_rows
+from components.rows import IterationRecord, read_rows, write_rows
 
 SUMMARY_FIELDS = (
     "iteration", "eval_accuracy", "eval_accuracy_by_group", "eval_questions", "train_questions",
@@ -108,6 +108,7 @@ def report(config_json: str, history_dir: str, summary_dir: str, html_path: str)
     out = Path(summary_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).write_text(json.dumps(rows, indent=2))
+    write_rows(out / HISTORY, history)  # with the sample rationales, for `star report`
     Path(html_path).parent.mkdir(parents=True, exist_ok=True)
     Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", history),
                                encoding="utf-8")

@@ -69,6 +69,24 @@ def compile_(
     console.print(f"[green]wrote {output}[/green]")
 
 
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="The folder of a finished `star run`.")]) -> None:
+    """Render the accuracy curve and sample rationales of a finished run (RUN/report.html) and print its
+    summary."""
+    from components.artifacts import HISTORY, REPORT
+    from components.report import render_html
+    from components.rows import IterationRecord, read_rows
+
+    history_path = run_dir / HISTORY
+    if not history_path.exists():
+        raise StarError(f"{run_dir} holds no {HISTORY}; pass the --out folder of a finished `star run`.")
+    history = read_rows(history_path, IterationRecord)
+    name = run_dir.name
+    (run_dir / REPORT).write_text(render_html(f"STaR run {name}", history), encoding="utf-8")
+    print_summary(json.loads((run_dir / "summary.json").read_text()))
+    console.print(f"[green]wrote {run_dir / REPORT}[/green]")
+
+
 def main() -> None:
     try:
         app()

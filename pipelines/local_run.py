@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from kfp import local
 
-from components.artifacts import SUMMARY
+from components.artifacts import HISTORY, REPORT, SUMMARY
 from components.errors import StarError
 from pipelines.config import RunConfig
 from pipelines.run_log import tee_to_log
@@ -36,7 +36,8 @@ def run_local(config: RunConfig, out: str | Path) -> Path:
         raise StarError(f"The local run stopped ({e}); the full log is {out / 'run.log'}.") from e
     finally:
         log.close()
-    shutil.copy(Path(task.outputs["summary"].path) / SUMMARY, out / SUMMARY)
-    shutil.copy(task.outputs["report"].path, out / "report.html")
+    for name in (SUMMARY, HISTORY):
+        shutil.copy(Path(task.outputs["summary"].path) / name, out / name)
+    shutil.copy(task.outputs["report"].path, out / REPORT)
     print(f"finished in {time.monotonic() - started:.0f}s")
     return out

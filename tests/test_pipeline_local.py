@@ -30,6 +30,11 @@ def test_two_iterations_through_kfp_local(tmp_path: Path, star_cache: Path) -> N
         assert r["train_questions"] == 16
         assert r["train_steps"] == (r["iteration"] + 1 if r["train_examples"] else 0)  # linear: 2 + (n-1)
     assert "<svg" in (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    again = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", str(out)], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "<polyline" in (out / "report.html").read_text() and "held-out accuracy" in again.stdout
     # every step ran as its own KFP task, with the iteration display names
     log = result.stdout + result.stderr
     for step in ("generate-op", "rationalize-op", "finetune-set-op", "train-op", "evaluate-op", "report-op"):

@@ -15,10 +15,17 @@ $(BIN)/star: pyproject.toml
 demo: $(BIN)/star
 	$(BIN)/star run --out runs/demo
 
+# checkov pins packaging<24 (pytest 9 needs >=24), so it lives in a venv of its own.
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+	touch $@
+
 ## test: lint and the whole test suite (unit, integration, end to end through kfp.local)
-test: $(BIN)/star
+test: $(BIN)/star $(CHECKOV)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" CHECKOV_BIN="$(abspath $(CHECKOV))" $(BIN)/pytest -q
 
 lint: $(BIN)/star
 	$(BIN)/ruff check .
@@ -28,4 +35,4 @@ base-model: $(BIN)/star
 	$(BIN)/python -m components.base_model components/assets/tiny-arithmetic
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-checkov runs .pytest_cache

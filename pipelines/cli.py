@@ -60,13 +60,85 @@ def compile_(
     set_: SetOpt = None,
 ) -> None:
     """Compile the pipeline to a package for `kfp run submit -f`."""
+    _compile_to(config, set_, output)
+    console.print(f"[green]wrote {output}[/green]")
+
+
+def _compile_to(cfg_path: Path | None, overrides: list[str] | None, output: Path) -> None:
     from kfp import compiler
 
     from pipelines.star_pipeline import build_pipeline
 
-    cfg = load_config(config, set_)
+    cfg = load_config(cfg_path, overrides)
+    output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(cfg), str(output))
-    console.print(f"[green]wrote {output}[/green]")
+
+
+HostOpt = Annotated[str, typer.Option("--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080.")]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", help="Kubeflow profile namespace (multi-user).")]
+
+
+@app.command()
+def upload(
+    config: ConfigArg = None,
+    host: HostOpt = "",
+    pipeline_name: Annotated[str, typer.Option("--pipeline-name", help="Pipeline name in Kubeflow.")] = "star",
+    version_name: Annotated[str | None, typer.Option("--version-name", help="Default: a unique name.")] = None,
+    namespace: NamespaceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compile the pipeline and upload it as a new pipeline version (it appears in the Kubeflow UI)."""
+    import tempfile
+
+    from pipelines.submit import SubmitError, upload_pipeline_version
+
+    if not host:
+        raise StarError("--host is required: the Kubeflow Pipelines API endpoint.")
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "star.yaml"
+        _compile_to(config, set_, package)
+        try:
+            result = upload_pipeline_version(str(package), host, pipeline_name, version_name, namespace)
+        except SubmitError as e:
+            raise StarError(str(e)) from e
+    console.print(f"[green]uploaded {result.pipeline_name} version {result.version_name}[/green]")
+    print(result.url)
+
+
+@app.command()
+def submit(
+    config: ConfigArg = None,
+    host: HostOpt = "",
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment to run in.")] = "star",
+    run_name: Annotated[str | None, typer.Option("--run-name", help="Default: a unique name.")] = None,
+    pipeline_name: Annotated[str | None, typer.Option("--pipeline-name", help="Default: star-<name>.")] = None,
+    namespace: NamespaceOpt = None,
+    service_account: Annotated[
+        str | None, typer.Option("--service-account", help="Kubernetes service account of the run's pods.")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compile, upload a pipeline version and start a run on a Kubeflow cluster; prints the run's UI link."""
+    import tempfile
+
+    from pipelines.submit import SubmitError, submit_run
+
+    if not host:
+        raise StarError("--host is required: the Kubeflow Pipelines API endpoint.")
+    cfg = load_config(config, set_)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "star.yaml"
+        _compile_to(config, set_, package)
+        try:
+            result = submit_run(
+                str(package), host, experiment=experiment, run_name=run_name,
+                pipeline_name=pipeline_name or f"star-{cfg.name}", namespace=namespace,
+                service_account=service_account,
+            )
+        except SubmitError as e:
+            raise StarError(str(e)) from e
+    console.print(f"[green]started run {result.run_name} in experiment {result.experiment_name}[/green]")
+    print(result.url)
 
 
 @app.command()

@@ -422,7 +422,7 @@ def test_notes_tell_how_to_run() -> None:
 
 def test_pipeline_config_is_rendered_verbatim(config: Any) -> None:
     name, values, rendered = config
-    expected = values.get("pipeline", {}).get("config", {"task": {"name": "gsm8k"}})
+    expected = values.get("pipeline", {}).get("config", {"task": {"name": "arithmetic"}})
     (cm,) = find(manifests(rendered), "ConfigMap", f"{RELEASE}-config")
     assert yaml.safe_load(cm["data"]["star.yaml"]) == expected
 

@@ -14,8 +14,10 @@ from kfp.dsl import Model, Output
 
 from components.base_model import RECIPE, SeedPretraining, build_base_model
 from components.policy import MODEL_REFERENCE
+from components.tiny_model import save_untrained
 
-BUILTIN_TINY = "builtin:tiny-arithmetic"
+BUILTIN_TINY = "builtin:tiny-arithmetic"  # the demo's base model: tiny, pre-trained on scratchpad sums
+BUILTIN_UNTRAINED = "builtin:tiny-untrained"  # a random tiny model: CPU smoke runs of any task
 ASSETS = Path(__file__).parent / "assets" / "tiny-arithmetic"
 
 
@@ -50,6 +52,9 @@ def prepare_model(config_json: str, out_dir: str) -> str:
         src = builtin_base_model(config.model.builtin, config.model.cache_dir)
         shutil.copytree(src, out, dirs_exist_ok=True)
         return f"{BUILTIN_TINY} ({src})"
+    if config.model.base == BUILTIN_UNTRAINED:
+        save_untrained(out, config.model.builtin.tiny)
+        return BUILTIN_UNTRAINED
     (out / MODEL_REFERENCE).write_text(json.dumps({"source": config.model.base}))
     return config.model.base
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from components.backends.hf import SamplingConfig
 from components.base_model import SeedPretraining
 from components.errors import StarError
+from components.prepare_model import BUILTIN_TINY, BUILTIN_UNTRAINED
 from components.tasks import ArithmeticConfig, TaskConfig
 
-BUILTIN_TINY = "builtin:tiny-arithmetic"
 
 
 class _Strict(BaseModel):
@@ -22,8 +22,9 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    #: A Hugging Face model ID, a local `save_pretrained` folder, or `builtin:tiny-arithmetic` (the demo's
-    #: tiny model, pre-trained locally on a seed set and cached).
+    #: A Hugging Face model ID, a local `save_pretrained` folder, `builtin:tiny-arithmetic` (the demo's tiny
+    #: model, pre-trained locally on a seed set and cached) or `builtin:tiny-untrained` (random weights, for
+    #: CPU smoke runs of any task).
     base: str = BUILTIN_TINY
     builtin: SeedPretraining = Field(default_factory=SeedPretraining)
     #: Where built-in base models are cached (default: ~/.cache/star/models).

@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from components.backends.hf import SamplingConfig
 from components.base_model import SeedPretraining
 from components.errors import StarError
-from components.prepare_model import BUILTIN_TINY, BUILTIN_UNTRAINED
+from components.prepare_model import BUILTIN_TINY
 from components.tasks import ArithmeticConfig, TaskConfig
-
 
 
 class _Strict(BaseModel):

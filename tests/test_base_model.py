@@ -62,3 +62,10 @@ def test_an_unloadable_model_is_one_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(StarError, match="check model.base"):
         load_policy(tmp_path, tmp_path)
+
+
+def test_untrained_builtin_for_smoke_runs(tmp_path: Path) -> None:
+    cfg = RunConfig.model_validate({"model": {"base": "builtin:tiny-untrained", "builtin": SMALL_BUILTIN}})
+    pm.prepare_model(cfg.to_json(), str(tmp_path / "m"))
+    model, tok = load_policy(tmp_path / "m", tmp_path / "m")
+    assert model.config.hidden_size == 32 and tok.eos_token == "</s>"

@@ -2,6 +2,7 @@
 de-duplicated, at most `max_per_question` per question, with counts of where the kept rationales came from."""
 
 from pathlib import Path
+from typing import List  # noqa: UP035  (KFP reads typing.List in artifact annotations)
 
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -27,14 +28,15 @@ def select_kept(attempts: list[Attempt], max_per_question: int) -> list[TrainExa
 
 
 def build_finetune_set(
-    config_json: str, train_dir: str, attempts_dir: str, rationalizations_dir: str, out_dir: str
+    config_json: str, train_dir: str, attempts_dirs: list[str], rationalizations_dirs: list[str], out_dir: str
 ) -> SetStats:
+    """Merge the shards' attempts (generation and rationalization) into one fine-tuning set."""
     from pipelines.config import RunConfig
 
     config = RunConfig.from_json(config_json)
     questions = read_rows(Path(train_dir) / EXAMPLES, Example)
-    generated = read_rows(Path(attempts_dir) / ATTEMPTS, Attempt)
-    rationalized = read_rows(Path(rationalizations_dir) / ATTEMPTS, Attempt)
+    generated = [a for d in attempts_dirs for a in read_rows(Path(d) / ATTEMPTS, Attempt)]
+    rationalized = [a for d in rationalizations_dirs for a in read_rows(Path(d) / ATTEMPTS, Attempt)]
     kept = select_kept(generated + rationalized, config.generation.max_per_question)
     by_generation = {a.id for a in generated if a.correct}
     by_rationalization = {a.id for a in rationalized if a.correct} - by_generation
@@ -59,13 +61,15 @@ def build_finetune_set(
 def finetune_set_op(
     config_json: str,
     train: Input[Dataset],
-    attempts: Input[Dataset],
-    rationalizations: Input[Dataset],
+    attempts: Input[List[Dataset]],  # noqa: UP006
+    rationalizations: Input[List[Dataset]],  # noqa: UP006
     finetune_set: Output[Dataset],
     metrics: Output[Metrics],
 ):
     from components.finetune_set import build_finetune_set
 
-    stats = build_finetune_set(config_json, train.path, attempts.path, rationalizations.path, finetune_set.path)
+    stats = build_finetune_set(
+        config_json, train.path, [a.path for a in attempts], [r.path for r in rationalizations], finetune_set.path
+    )
     for key, value in stats.model_dump().items():
         metrics.log_metric(key, value)

@@ -40,12 +40,20 @@ def uses_few_shot(no_prompt: bool, iteration: int) -> bool:
     return not (no_prompt and iteration > 1)
 
 
-def generation_seed(seed: int, iteration: int, stage: int) -> int:
-    return seed * 100_003 + iteration * 10 + stage
+def generation_seed(seed: int, iteration: int, stage: int, shard: int = 0) -> int:
+    return seed * 100_003 + iteration * 10 + stage + shard * 7_919
+
+
+def shard_of(rows: list, shard: int, num_shards: int) -> list:
+    """The rows one generation shard handles (every num_shards-th, so shards are balanced)."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
+    return rows[shard::num_shards]
 
 
 def generate_rationales(
-    config_json: str, iteration: int, train_dir: str, base_dir: str, policy_dir: str, out_dir: str
+    config_json: str, iteration: int, train_dir: str, base_dir: str, policy_dir: str, out_dir: str,
+    shard: int = 0, num_shards: int = 1,
 ) -> dict[str, float]:
     from components.policy import load_policy
     from components.tasks import make_task
@@ -54,24 +62,28 @@ def generate_rationales(
     config = RunConfig.from_json(config_json)
     task = make_task(config.task)
     gen = config.generation
-    examples = read_rows(Path(train_dir) / EXAMPLES, Example)
+    examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
     model, tok = load_policy(base_dir, policy_dir)
     generator = HFGenerator(model, tok, batch_size=gen.batch_size)
     prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=uses_few_shot(gen.no_prompt, iteration))
     questions = [task.question(e, hint=False, direct=gen.direct) for e in examples]
-    sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0))
-    outputs = generator.generate(prefix, questions, sampling, task.stop, label=f"iteration {iteration} · generate")
+    sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0, shard))
+    label = f"iteration {iteration} · generate" + (f" · shard {shard}" if num_shards > 1 else "")
+    outputs = generator.generate(prefix, questions, sampling, task.stop, label=label)
     attempts = score(task, examples, outputs, source="generation", saved_prompts=questions, direct=gen.direct)
     write_rows(Path(out_dir) / ATTEMPTS, attempts)
     solved = len({a.id for a in attempts if a.correct})
     stats = {"questions": len(examples), "solved": solved, "solved_share": solved / len(examples)}
-    print(f"iteration {iteration}: generation solved {solved}/{len(examples)} training questions")
+    print(f"iteration {iteration}: generation solved {solved}/{len(examples)} training questions"
+          + (f" (shard {shard} of {num_shards})" if num_shards > 1 else ""))
     return stats
 
 
 def generate_op(
     config_json: str,
     iteration: int,
+    shard: int,
+    num_shards: int,
     train: Input[Dataset],
     base_model: Input[Model],
     policy: Input[Model],
@@ -80,6 +92,8 @@ def generate_op(
 ):
     from components.generate import generate_rationales
 
-    stats = generate_rationales(config_json, iteration, train.path, base_model.path, policy.path, attempts.path)
+    stats = generate_rationales(
+        config_json, iteration, train.path, base_model.path, policy.path, attempts.path, shard, num_shards
+    )
     for key, value in stats.items():
         metrics.log_metric(key, value)

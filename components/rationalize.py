@@ -13,10 +13,10 @@ from components.rows import Attempt, Example, read_rows, write_rows
 
 def rationalize(
     config_json: str, iteration: int, train_dir: str, attempts_dir: str, base_dir: str, policy_dir: str,
-    out_dir: str,
+    out_dir: str, shard: int = 0, num_shards: int = 1,
 ) -> dict[str, float]:
     from components.backends.hf import HFGenerator
-    from components.generate import generation_seed, score, uses_few_shot
+    from components.generate import generation_seed, score, shard_of, uses_few_shot
     from components.policy import load_policy
     from components.tasks import make_task
     from pipelines.config import RunConfig
@@ -24,9 +24,9 @@ def rationalize(
     config = RunConfig.from_json(config_json)
     task = make_task(config.task)
     gen, rat = config.generation, config.rationalization
-    examples = read_rows(Path(train_dir) / EXAMPLES, Example)
+    examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
     solved = {a.id for a in read_rows(Path(attempts_dir) / ATTEMPTS, Attempt) if a.correct}
-    rng = random.Random(generation_seed(config.seed, iteration, 2))
+    rng = random.Random(generation_seed(config.seed, iteration, 2, shard))
     wrong = [e for e in examples if e.id not in solved]
     chosen = [e for e in wrong if rng.random() < rat.p_rationalization]
     attempts: list[Attempt] = []
@@ -40,7 +40,7 @@ def rationalize(
             for e, h in zip(chosen, hinted, strict=True)
         ]
         outputs = generator.generate(
-            prefix, hinted, gen.sampling(generation_seed(config.seed, iteration, 1)), task.stop,
+            prefix, hinted, gen.sampling(generation_seed(config.seed, iteration, 1, shard)), task.stop,
             label=f"iteration {iteration} · rationalize",
         )
         attempts = score(task, chosen, outputs, source="rationalization", saved_prompts=saved, direct=gen.direct)
@@ -53,6 +53,8 @@ def rationalize(
 def rationalize_op(
     config_json: str,
     iteration: int,
+    shard: int,
+    num_shards: int,
     train: Input[Dataset],
     attempts: Input[Dataset],
     base_model: Input[Model],
@@ -63,7 +65,8 @@ def rationalize_op(
     from components.rationalize import rationalize
 
     stats = rationalize(
-        config_json, iteration, train.path, attempts.path, base_model.path, policy.path, rationalizations.path
+        config_json, iteration, train.path, attempts.path, base_model.path, policy.path, rationalizations.path,
+        shard, num_shards,
     )
     for key, value in stats.items():
         metrics.log_metric(key, value)

@@ -14,6 +14,7 @@ from components.base_model import SeedPretraining
 from components.errors import StarError
 from components.prepare_model import BUILTIN_TINY
 from components.tasks import ArithmeticConfig, TaskConfig
+from pipelines.placement import ClusterConfig
 
 
 class _Strict(BaseModel):
@@ -100,6 +101,8 @@ class TrainingConfig(_Strict):
 class EvaluationConfig(_Strict):
     #: Sample rationales per iteration shown in the report.
     report_samples: int = Field(3, ge=0)
+    #: Stop early when held-out accuracy has not improved for this many iterations (None: never).
+    patience: int | None = Field(None, ge=1)
 
 
 class RunConfig(_Strict):
@@ -112,6 +115,10 @@ class RunConfig(_Strict):
     rationalization: RationalizationConfig = Field(default_factory=RationalizationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    #: Generation (and rationalization) fan out over this many shards, one pod each on a cluster.
+    num_shards: int = Field(1, ge=1, le=1024)
+    #: Images, placement and credentials on a cluster (ignored by local runs).
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="after")
     def _builtin_needs_arithmetic(self) -> RunConfig:

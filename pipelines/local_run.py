@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -15,6 +18,22 @@ from components.errors import StarError
 from pipelines.config import RunConfig
 from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
+
+
+def last_report(artifacts: Path, since: float) -> tuple[Path, Path]:
+    """The report of the last iteration that ran (early stop may end a run before the last one): the report
+    artifacts written by this run, the one with the longest history."""
+    best: tuple[int, Path, Path] | None = None
+    for summary in artifacts.glob(f"*/**/{SUMMARY}"):
+        if summary.stat().st_mtime < since or summary.parent.name != "summary":
+            continue
+        page = summary.parent.parent / "report_page"
+        rows = len(json.loads(summary.read_text()))
+        if page.exists() and (best is None or rows > best[0]):
+            best = (rows, summary.parent, page)
+    if best is None:
+        raise StarError(f"The run wrote no report under {artifacts}; see run.log.")
+    return best[1], best[2]
 
 
 def run_local(config: RunConfig, out: str | Path) -> Path:
@@ -28,16 +47,23 @@ def run_local(config: RunConfig, out: str | Path) -> Path:
     )
     pipeline = build_pipeline(config)
     started = time.monotonic()
+    run_started = time.time()
     console, log = tee_to_log(out / "run.log")
     try:
-        with contextlib.redirect_stdout(console):
-            task = pipeline()
+        with contextlib.redirect_stdout(console), warnings.catch_warnings():
+            # the images name the cluster's registry; locally every step runs in this environment
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+            # cluster placement (resources, node pools) is compiled in but has no meaning on this machine
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+            pipeline()
     except RuntimeError as e:
-        raise StarError(f"The local run stopped ({e}); the full log is {out / 'run.log'}.") from e
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        raise StarError(f"The local run stopped ({reason}); the full log is {out / 'run.log'}.") from e
     finally:
         log.close()
+    summary_dir, report_page = last_report(out / "artifacts", run_started)
     for name in (SUMMARY, HISTORY):
-        shutil.copy(Path(task.outputs["summary"].path) / name, out / name)
-    shutil.copy(task.outputs["report"].path, out / REPORT)
+        shutil.copy(summary_dir / name, out / name)
+    shutil.copy(report_page, out / REPORT)
     print(f"finished in {time.monotonic() - started:.0f}s")
     return out

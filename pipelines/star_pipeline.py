@@ -1,14 +1,15 @@
 """The STaR DAG. Iterations are unrolled at compile time (KFP v2 has no recursion): one nested sub-pipeline
-per iteration, whose outputs (the iteration's model and the run history) feed the next one."""
-
+per iteration. Inside it, generation and rationalization fan out over shards (`dsl.ParallelFor`) and fan back
+in (`dsl.Collected`); the next iteration is nested in `dsl.If` on an early-stop check."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Model
+from kfp.dsl import Dataset, Input, Model
 
+from components.early_stop import continue_op
 from components.evaluate import evaluate_op
 from components.finetune_set import finetune_set_op
 from components.generate import generate_op
@@ -18,31 +19,42 @@ from components.rationalize import rationalize_op
 from components.report import report_op
 from components.train import train_op
 from pipelines.config import RunConfig
+from pipelines.placement import StepKind, image_for, place
 
-#: The image every step runs in when a config names none (the CPU runtime image built from images/).
-DEFAULT_IMAGE = "python:3.11-slim"
+
+@dataclass(frozen=True)
+class Step:
+    """A KFP component and where its pods run."""
+
+    component: Any
+    kind: StepKind
 
 
 @dataclass(frozen=True)
 class Ops:
-    prepare_data: Any
-    prepare_model: Any
-    generate: Any
-    rationalize: Any
-    finetune_set: Any
-    train: Any
-    evaluate: Any
-    report: Any
+    prepare_data: Step
+    prepare_model: Step
+    generate: Step
+    rationalize: Step
+    finetune_set: Step
+    train: Step
+    evaluate: Step
+    report: Step
+    keep_going: Step
 
 
-def make_ops(image: str = DEFAULT_IMAGE) -> Ops:
-    def op(fn: Callable) -> Any:
-        return dsl.component(fn, base_image=image, install_kfp_package=False)
+def make_ops(config: RunConfig) -> Ops:
+    backend = config.generation.backend
+
+    def op(fn: Callable, kind: StepKind) -> Step:
+        image = image_for(kind, config.cluster, backend)
+        return Step(dsl.component(fn, base_image=image, install_kfp_package=False), kind)
 
     return Ops(
-        prepare_data=op(prepare_data_op), prepare_model=op(prepare_model_op), generate=op(generate_op),
-        rationalize=op(rationalize_op), finetune_set=op(finetune_set_op), train=op(train_op),
-        evaluate=op(evaluate_op), report=op(report_op),
+        prepare_data=op(prepare_data_op, "cpu"), prepare_model=op(prepare_model_op, "cpu"),
+        generate=op(generate_op, "generate"), rationalize=op(rationalize_op, "generate"),
+        finetune_set=op(finetune_set_op, "cpu"), train=op(train_op, "train"),
+        evaluate=op(evaluate_op, "evaluate"), report=op(report_op, "cpu"), keep_going=op(continue_op, "cpu"),
     )
 
 
@@ -51,9 +63,15 @@ class IterationOutputs(NamedTuple):
     history: Dataset
 
 
-def iteration_pipeline(n: int, ops: Ops) -> Any:
-    """Iteration n: generate with the model of n-1, rationalize the failures, build the fine-tuning set,
-    train (from the base model), evaluate."""
+def iteration_pipeline(n: int, ops: Ops, config: RunConfig) -> Any:
+    """Iteration n: generate with the model of n-1 and rationalize the failures (per shard), build the
+    fine-tuning set, train (from the base model), evaluate, report."""
+
+    def run(step: Step, name: str, sampling: bool = False, **kwargs: Any) -> Any:
+        task = step.component(**kwargs).set_display_name(f"iteration {n} · {name}")
+        if sampling:
+            task.set_caching_options(False)
+        return place(task, step.kind, config.cluster)
 
     @dsl.pipeline(name=f"iteration-{n}", display_name=f"iteration {n}")
     def iteration(
@@ -64,63 +82,62 @@ def iteration_pipeline(n: int, ops: Ops) -> Any:
         policy: Input[Model],
         history_in: Input[Dataset],
     ) -> IterationOutputs:
-        gen = ops.generate(config_json=config_json, iteration=n, train=train, base_model=base_model, policy=policy)
-        gen.set_display_name(f"iteration {n} · generate").set_caching_options(False)
-        rat = ops.rationalize(
-            config_json=config_json, iteration=n, train=train, attempts=gen.outputs["attempts"],
-            base_model=base_model, policy=policy,
-        )
-        rat.set_display_name(f"iteration {n} · rationalize").set_caching_options(False)
-        kept = ops.finetune_set(
-            config_json=config_json, train=train, attempts=gen.outputs["attempts"],
-            rationalizations=rat.outputs["rationalizations"],
-        )
-        kept.set_display_name(f"iteration {n} · build fine-tuning set")
-        tr = ops.train(
-            config_json=config_json, iteration=n, finetune_set=kept.outputs["finetune_set"],
-            base_model=base_model, previous=policy,
-        )
-        tr.set_display_name(f"iteration {n} · train")
-        ev = ops.evaluate(
-            config_json=config_json, iteration=n, eval_set=eval_set, base_model=base_model,
-            policy=tr.outputs["checkpoint"], history_in=history_in,
-        )
-        ev.set_display_name(f"iteration {n} · evaluate")
+        shards = config.num_shards
+        with dsl.ParallelFor(items=list(range(shards)), parallelism=shards) as shard:  # no name=: kfp#13239
+            gen = run(ops.generate, "generate", sampling=True, config_json=config_json, iteration=n, shard=shard,
+                      num_shards=shards, train=train, base_model=base_model, policy=policy)
+            rat = run(ops.rationalize, "rationalize", sampling=True, config_json=config_json, iteration=n,
+                      shard=shard, num_shards=shards, train=train, attempts=gen.outputs["attempts"],
+                      base_model=base_model, policy=policy)
+        kept = run(ops.finetune_set, "build fine-tuning set", config_json=config_json, train=train,
+                   attempts=dsl.Collected(gen.outputs["attempts"]),
+                   rationalizations=dsl.Collected(rat.outputs["rationalizations"]))
+        tr = run(ops.train, "train", config_json=config_json, iteration=n,
+                 finetune_set=kept.outputs["finetune_set"], base_model=base_model, previous=policy)
+        ev = run(ops.evaluate, "evaluate", config_json=config_json, iteration=n, eval_set=eval_set,
+                 base_model=base_model, policy=tr.outputs["checkpoint"], history_in=history_in)
+        run(ops.report, "report", config_json=config_json, history=ev.outputs["history"])
         return IterationOutputs(checkpoint=tr.outputs["checkpoint"], history=ev.outputs["history"])
 
     return iteration
 
 
-class RunOutputs(NamedTuple):
-    summary: Dataset
-    report: HTML
+def build_pipeline(config: RunConfig) -> Any:
+    ops = make_ops(config)
+    iterations = [iteration_pipeline(n, ops, config) for n in range(1, config.iterations + 1)]
 
-
-def build_pipeline(config: RunConfig, image: str = DEFAULT_IMAGE) -> Any:
-    ops = make_ops(image)
-    iterations = [iteration_pipeline(n, ops) for n in range(1, config.iterations + 1)]
+    def run(step: Step, name: str, **kwargs: Any) -> Any:
+        return place(step.component(**kwargs).set_display_name(name), step.kind, config.cluster)
 
     @dsl.pipeline(
         name=f"star-{config.name}",
         display_name=f"STaR · {config.name}",
-        description=f"Self-Taught Reasoner on task {config.task.name}, {config.iterations} iterations.",
+        description=f"Self-Taught Reasoner on task {config.task.name}, up to {config.iterations} iterations.",
     )
-    def star(config_json: str = config.to_json()) -> RunOutputs:
-        data = ops.prepare_data(config_json=config_json).set_display_name("prepare data")
-        base = ops.prepare_model(config_json=config_json).set_display_name("prepare base model")
-        ev0 = ops.evaluate(
-            config_json=config_json, iteration=0, eval_set=data.outputs["eval_set"],
-            base_model=base.outputs["base_model"], policy=base.outputs["base_model"],
-            history_in=data.outputs["history"],
-        ).set_display_name("iteration 0 · evaluate")
-        policy, history = base.outputs["base_model"], ev0.outputs["history"]
-        for n, iteration in enumerate(iterations, 1):
-            step = iteration(
+    def star(config_json: str = config.to_json()) -> None:
+        data = run(ops.prepare_data, "prepare data", config_json=config_json)
+        base = run(ops.prepare_model, "prepare base model", config_json=config_json)
+        base_model = base.outputs["base_model"]
+        ev0 = run(ops.evaluate, "iteration 0 · evaluate", config_json=config_json, iteration=0,
+                  eval_set=data.outputs["eval_set"], base_model=base_model, policy=base_model,
+                  history_in=data.outputs["history"])
+        run(ops.report, "iteration 0 · report", config_json=config_json, history=ev0.outputs["history"])
+
+        def chain(n: int, policy: Any, history: Any) -> None:
+            step = iterations[n - 1](
                 config_json=config_json, train=data.outputs["train"], eval_set=data.outputs["eval_set"],
-                base_model=base.outputs["base_model"], policy=policy, history_in=history,
+                base_model=base_model, policy=policy, history_in=history,
             ).set_display_name(f"iteration {n}")
-            policy, history = step.outputs["checkpoint"], step.outputs["history"]
-        rep = ops.report(config_json=config_json, history=history).set_display_name("report")
-        return RunOutputs(summary=rep.outputs["summary"], report=rep.outputs["report_page"])
+            if n == config.iterations:
+                return
+            if config.evaluation.patience is None:
+                chain(n + 1, step.outputs["checkpoint"], step.outputs["history"])
+                return
+            check = run(ops.keep_going, f"iteration {n} · early-stop check", config_json=config_json,
+                        history=step.outputs["history"])
+            with dsl.If(check.output == True, name=f"continue after iteration {n}"):  # noqa: E712
+                chain(n + 1, step.outputs["checkpoint"], step.outputs["history"])
+
+        chain(1, base_model, ev0.outputs["history"])
 
     return star

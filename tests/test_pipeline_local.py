@@ -47,7 +47,7 @@ def test_compiled_pipeline_has_one_sub_dag_per_iteration(tmp_path: Path) -> None
     cfg = RunConfig.model_validate({"iterations": 4})
     path = tmp_path / "star.yaml"
     compiler.Compiler().compile(build_pipeline(cfg), str(path))
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     components = spec["components"]
     assert {f"comp-iteration-{n}" for n in range(1, 5)} <= set(components)
     tasks = spec["root"]["dag"]["tasks"]

@@ -119,7 +119,7 @@ def test_finetune_set_deduplicates_caps_and_counts(tmp_path: Path) -> None:
                 correct=False),
     ])
     out = tmp_path / "set"
-    stats = build_finetune_set(_cfg(), str(train), str(gen), str(rat), str(out))
+    stats = build_finetune_set(_cfg(), str(train), [str(gen)], [str(rat)], str(out))
     assert (stats.solved_by_generation, stats.solved_by_rationalization, stats.train_examples) == (2, 1, 3)
     assert json.loads((out / SET_STATS).read_text())["train_questions"] == 6
     kept = read_rows(out / FINETUNE, TrainExample)
@@ -129,3 +129,21 @@ def test_finetune_set_deduplicates_caps_and_counts(tmp_path: Path) -> None:
                    correct=True) for k, c in enumerate(["x  y", "x y", "z", "w"])]
     assert [k.completion for k in select_kept(dup, 5)] == ["x  y", "z", "w"]  # whitespace-only repeats dropped
     assert len(select_kept(dup, 2)) == 2  # cap per question
+
+
+def test_shards_split_the_questions_and_merge_back(oracle, tmp_path: Path) -> None:
+    train, _ = _setup(tmp_path, n=7)
+    dirs = []
+    for shard in range(3):
+        d = tmp_path / f"gen{shard}"
+        generate_mod.generate_rationales(_cfg(), 1, str(train), "b", "p", str(d), shard=shard, num_shards=3)
+        dirs.append(str(d))
+    ids = [a.id for d in dirs for a in read_rows(Path(d) / ATTEMPTS, Attempt)]
+    assert sorted(ids) == sorted(f"q{i}" for i in range(7))  # every question exactly once
+    rats = []
+    for shard in range(3):
+        r = tmp_path / f"rat{shard}"
+        rationalize(_cfg(), 1, str(train), dirs[shard], "b", "p", str(r), shard=shard, num_shards=3)
+        rats.append(str(r))
+    stats = build_finetune_set(_cfg(), str(train), dirs, rats, str(tmp_path / "set"))
+    assert stats.solved_by_rationalization == 7 and stats.train_examples == 7

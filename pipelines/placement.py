@@ -1,0 +1,144 @@
+"""Where each step runs on a cluster: images, resources, GPU/TPU node pools, timeouts, retries, and the
+object-storage credentials (from a Kubernetes Secret, never a pipeline parameter). Applied to the compiled
+pipeline with kfp-kubernetes; `kfp.local` ignores it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # steps import this module's config models at run time, where kfp.dsl is trimmed down
+    from kfp.dsl import PipelineTask
+
+StepKind = Literal["cpu", "generate", "train", "evaluate"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImagesConfig(_Strict):
+    """The one place image references come from: `{registry}/{name}:{tag}`, or `{registry}/{name}` when a
+    name carries its digest (`star-runtime@sha256:...`)."""
+
+    registry: str = "ghcr.io/example"
+    tag: str = "0.1.0"
+    runtime: str = "star-runtime"
+    train_gpu: str = "star-train-gpu"
+    vllm: str = "star-vllm"
+    train_tpu: str = "star-train-tpu"
+
+    def ref(self, image: Literal["runtime", "train_gpu", "vllm", "train_tpu"]) -> str:
+        name = getattr(self, image)
+        return f"{self.registry}/{name}" if "@sha256:" in name else f"{self.registry}/{name}:{self.tag}"
+
+
+class Toleration(_Strict):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+
+class StepResources(_Strict):
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "4G"
+    memory_limit: str = "8G"
+    #: GPUs (nvidia.com/gpu) for the step's pod; 0 runs on CPU nodes.
+    gpus: int = Field(0, ge=0)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    #: Size of the memory-backed /dev/shm mounted into GPU steps (NCCL, dataloaders).
+    shm_size: str = "16Gi"
+    timeout_s: int = Field(6 * 3600, ge=60)
+    retries: int = Field(2, ge=0, le=10)
+
+
+def _gpu_step(**kw: object) -> StepResources:
+    defaults: dict = {"cpu_request": "8", "cpu_limit": "16", "memory_request": "64G", "memory_limit": "128G",
+                      "tolerations": [Toleration(key="nvidia.com/gpu")]}
+    defaults.update(kw)
+    return StepResources(**defaults)
+
+
+class TPUConfig(_Strict):
+    """Training on a GKE TPU node pool."""
+
+    accelerator: str = "tpu-v5-lite-podslice"
+    topology: str = "2x4"
+    chips: int = Field(8, ge=1)
+
+
+class PlacementConfig(_Strict):
+    cpu: StepResources = Field(default_factory=StepResources)
+    generate: StepResources = Field(default_factory=StepResources)
+    train: StepResources = Field(default_factory=StepResources)
+    evaluate: StepResources = Field(default_factory=StepResources)
+    #: When set, the train step runs on TPU (google.com/tpu) instead of GPUs.
+    tpu: TPUConfig | None = None
+
+
+class StorageCredentials(_Strict):
+    #: Kubernetes Secret holding object-storage credentials; its keys become environment variables.
+    secret: str | None = None
+    keys: dict[str, str] = Field(
+        default_factory=lambda: {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                 "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+    )
+
+
+class ClusterConfig(_Strict):
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+    placement: PlacementConfig = Field(default_factory=PlacementConfig)
+    storage: StorageCredentials = Field(default_factory=StorageCredentials)
+
+
+def image_for(kind: StepKind, cluster: ClusterConfig, backend: str) -> str:
+    images, placement = cluster.images, cluster.placement
+    if kind == "train":
+        if placement.tpu is not None:
+            return images.ref("train_tpu")
+        return images.ref("train_gpu") if placement.train.gpus else images.ref("runtime")
+    if kind in ("generate", "evaluate"):
+        if backend == "vllm":
+            return images.ref("vllm")
+        return images.ref("train_gpu") if getattr(placement, kind).gpus else images.ref("runtime")
+    return images.ref("runtime")
+
+
+def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig) -> PipelineTask:
+    """Resources, node pool, /dev/shm, timeout, retries and credentials for one step."""
+    from kfp import kubernetes
+
+    placement = cluster.placement
+    res = placement.cpu if kind == "cpu" else getattr(placement, kind)
+    task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+    task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
+    tolerations = list(res.tolerations)
+    if kind == "train" and placement.tpu is not None:
+        tpu = placement.tpu
+        task.set_accelerator_type("google.com/tpu").set_accelerator_limit(tpu.chips)
+        kubernetes.add_node_selector(task, "cloud.google.com/gke-tpu-accelerator", tpu.accelerator)
+        kubernetes.add_node_selector(task, "cloud.google.com/gke-tpu-topology", tpu.topology)
+        tolerations.append(Toleration(key="google.com/tpu"))
+        tolerations = [t for t in tolerations if t.key != "nvidia.com/gpu"]
+    elif res.gpus:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(res.gpus)
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                                   size_limit=res.shm_size)
+    if kind != "cpu" or res.node_selector:
+        for key, value in res.node_selector.items():
+            kubernetes.add_node_selector(task, key, value)
+    if kind != "cpu" and (res.gpus or (kind == "train" and placement.tpu is not None)):
+        for t in tolerations:
+            kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    kubernetes.set_timeout(task, res.timeout_s)
+    if res.retries:
+        task.set_retry(num_retries=res.retries, backoff_duration="60s", backoff_factor=2.0,
+                       backoff_max_duration="3600s")
+    if cluster.storage.secret:
+        kubernetes.use_secret_as_env(task, secret_name=cluster.storage.secret,
+                                     secret_key_to_env=cluster.storage.keys)
+    return task

@@ -101,8 +101,11 @@ def fit(
     weight_decay: float = 0.0,
     seed: int = 0,
     label: str = "train",
+    deepspeed: dict | None = None,
 ) -> FitResult:
-    """Train `model` in place for exactly `max_steps` optimizer steps (cycling over `examples`)."""
+    """Train `model` in place for exactly `max_steps` optimizer steps (cycling over `examples`). `deepspeed`: a
+    DeepSpeed config (`components.distributed.deepspeed_config`) when launched over several ranks; bf16 follows
+    its `bf16.enabled`, as the Trainer requires the two to agree."""
     if max_steps <= 0 or not examples:
         return FitResult(steps=0, mean_loss=None)
     rows = [encode_example(tokenizer, e.prompt, e.completion, max_length) for e in examples]
@@ -125,6 +128,8 @@ def fit(
         disable_tqdm=True,
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
+        deepspeed=deepspeed,
+        bf16=bool(deepspeed and (deepspeed.get("bf16") or {}).get("enabled") is True),
     )
     progress = _ProgressCallback(label, max_steps)
     trainer = Trainer(

@@ -40,13 +40,47 @@ def _read_model(path: Path, model: type[M]) -> M | None:
     return model.model_validate_json(path.read_text()) if path.exists() else None
 
 
+def extra_metrics(
+    config, task, generator, examples: list[Example], prefix: str, questions: list[str],
+    greedy_outputs: list[list[str]], iteration: int,
+) -> dict[str, float]:
+    """maj@k and pass@k over `evaluation.num_samples` samples; MAP@3 where the task ranks options (multiple
+    choice) and the backend gives scores (hf)."""
+    from components import metrics
+    from components.backends.hf import HFGenerator, SamplingConfig
+
+    out: dict[str, float] = {}
+    ev, gen = config.evaluation, config.generation
+    if ev.num_samples > 1:
+        sampling = SamplingConfig(num_samples=ev.num_samples, temperature=ev.temperature,
+                                  max_new_tokens=gen.max_new_tokens, seed=config.seed * 7 + iteration)
+        samples = generator.generate(prefix, questions, sampling, task.stop, label=f"iteration {iteration} · maj@k")
+        predictions = [[task.extract_answer(c, direct=gen.direct) for c in outs] for outs in samples]
+        golds = [e.answer for e in examples]
+        k = ev.num_samples
+        out[f"maj@{k}"] = metrics.maj_at_k(predictions, golds, lambda p, g: task.is_correct(p, g))
+        counts = [(len(p), sum(task.is_correct(x, g) for x in p)) for p, g in zip(predictions, golds, strict=True)]
+        out[f"pass@{k}"] = metrics.mean_pass_at_k(counts, k)
+    if hasattr(task, "ranking_request") and isinstance(generator, HFGenerator):
+        from components.backends.ranking import rank_options
+        from components.tasks.multiple_choice import ranking_from_scores
+
+        reqs = [task.ranking_request(e, outs[0], direct=gen.direct)
+                for e, outs in zip(examples, greedy_outputs, strict=True)]
+        scores = rank_options(generator.model, generator.tok, [prefix + r[0] for r in reqs], [r[1] for r in reqs],
+                              gen.batch_size)
+        rankings = [ranking_from_scores(r[2], sc) for r, sc in zip(reqs, scores, strict=True)]
+        out["map@3"] = metrics.map_at_3(rankings, [e.answer for e in examples])
+    return out
+
+
 def evaluate(
     config_json: str, iteration: int, eval_dir: str, base_dir: str, policy_dir: str, history_dir: str,
     out_dir: str,
 ) -> IterationRecord:
-    from components.backends.hf import HFGenerator, SamplingConfig
+    from components.backends import load_generator
+    from components.backends.hf import SamplingConfig
     from components.generate import score, uses_few_shot
-    from components.policy import load_policy
     from components.tasks import make_task
     from pipelines.config import RunConfig
 
@@ -54,13 +88,13 @@ def evaluate(
     task = make_task(config.task)
     gen = config.generation
     examples = read_rows(Path(eval_dir) / EXAMPLES, Example)
-    model, tok = load_policy(base_dir, policy_dir)
-    generator = HFGenerator(model, tok, batch_size=gen.batch_size)
+    generator = load_generator(gen, base_dir, policy_dir)
     prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=uses_few_shot(gen.no_prompt, iteration))
     questions = [task.question(e, hint=False, direct=gen.direct) for e in examples]
     greedy = SamplingConfig(num_samples=1, temperature=0.0, max_new_tokens=gen.max_new_tokens)
     outputs = generator.generate(prefix, questions, greedy, task.stop, label=f"iteration {iteration} · evaluate")
     attempts = score(task, examples, outputs, source="generation", saved_prompts=questions, direct=gen.direct)
+    extra = extra_metrics(config, task, generator, examples, prefix, questions, outputs, iteration)
 
     policy = Path(policy_dir)
     set_stats = _read_model(policy / SET_STATS, SetStats)
@@ -70,6 +104,7 @@ def evaluate(
         eval_accuracy=sum(a.correct for a in attempts) / len(attempts),
         eval_accuracy_by_group=accuracy_by_group(attempts),
         eval_questions=len(attempts),
+        eval_metrics=extra,
         samples=pick_samples(attempts, config.evaluation.report_samples),
         **(set_stats.model_dump(include={"train_questions", "solved_by_generation", "solved_by_rationalization",
                                          "train_examples"}) if set_stats else {}),
@@ -81,7 +116,8 @@ def evaluate(
     write_rows(out / HISTORY, history)
     write_rows(out / EVAL_ATTEMPTS, attempts)
     by_group = ", ".join(f"{g}: {v:.0%}" for g, v in record.eval_accuracy_by_group.items())
-    print(f"iteration {iteration}: held-out accuracy {record.eval_accuracy:.1%} ({by_group})")
+    more = "".join(f", {k} {v:.1%}" for k, v in extra.items())
+    print(f"iteration {iteration}: held-out accuracy {record.eval_accuracy:.1%} ({by_group}){more}")
     return record
 
 
@@ -103,5 +139,7 @@ def evaluate_op(
     metrics.log_metric("eval_accuracy", record.eval_accuracy)
     for group, value in record.eval_accuracy_by_group.items():
         metrics.log_metric(f"eval_accuracy_{group}", value)
+    for key, value in record.eval_metrics.items():
+        metrics.log_metric(key.replace("@", "_at_"), value)
     for key in ("solved_by_generation", "solved_by_rationalization", "train_examples", "train_steps"):
         metrics.log_metric(key, getattr(record, key))

@@ -7,7 +7,7 @@ from pathlib import Path
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components.artifacts import ATTEMPTS, EXAMPLES
-from components.backends.hf import HFGenerator, SamplingConfig
+from components.backends.hf import SamplingConfig
 from components.rows import Attempt, Example, Source, read_rows, write_rows
 from components.tasks.base import Task
 
@@ -55,7 +55,7 @@ def generate_rationales(
     config_json: str, iteration: int, train_dir: str, base_dir: str, policy_dir: str, out_dir: str,
     shard: int = 0, num_shards: int = 1,
 ) -> dict[str, float]:
-    from components.policy import load_policy
+    from components.backends import load_generator
     from components.tasks import make_task
     from pipelines.config import RunConfig
 
@@ -63,8 +63,7 @@ def generate_rationales(
     task = make_task(config.task)
     gen = config.generation
     examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
-    model, tok = load_policy(base_dir, policy_dir)
-    generator = HFGenerator(model, tok, batch_size=gen.batch_size)
+    generator = load_generator(gen, base_dir, policy_dir)
     prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=uses_few_shot(gen.no_prompt, iteration))
     questions = [task.question(e, hint=False, direct=gen.direct) for e in examples]
     sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0, shard))

@@ -15,9 +15,8 @@ def rationalize(
     config_json: str, iteration: int, train_dir: str, attempts_dir: str, base_dir: str, policy_dir: str,
     out_dir: str, shard: int = 0, num_shards: int = 1,
 ) -> dict[str, float]:
-    from components.backends.hf import HFGenerator
+    from components.backends import load_generator
     from components.generate import generation_seed, score, shard_of, uses_few_shot
-    from components.policy import load_policy
     from components.tasks import make_task
     from pipelines.config import RunConfig
 
@@ -31,8 +30,7 @@ def rationalize(
     chosen = [e for e in wrong if rng.random() < rat.p_rationalization]
     attempts: list[Attempt] = []
     if chosen:
-        model, tok = load_policy(base_dir, policy_dir)
-        generator = HFGenerator(model, tok, batch_size=gen.batch_size)
+        generator = load_generator(gen, base_dir, policy_dir)
         prefix = task.prefix(hint=True, direct=gen.direct, use_few_shot=uses_few_shot(gen.no_prompt, iteration))
         hinted = [task.question(e, hint=True, direct=gen.direct) for e in chosen]
         saved = [

@@ -11,7 +11,7 @@ from components.artifacts import HISTORY, SUMMARY
 from components.rows import IterationRecord, read_rows, write_rows
 
 SUMMARY_FIELDS = (
-    "iteration", "eval_accuracy", "eval_accuracy_by_group", "eval_questions", "train_questions",
+    "iteration", "eval_accuracy", "eval_accuracy_by_group", "eval_questions", "eval_metrics", "train_questions",
     "solved_by_generation", "solved_by_rationalization", "train_examples", "train_steps", "train_loss",
 )
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]

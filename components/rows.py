@@ -77,6 +77,8 @@ class IterationRecord(BaseModel):
     eval_accuracy: float
     eval_accuracy_by_group: dict[str, float] = Field(default_factory=dict)
     eval_questions: int
+    #: maj@k, pass@k, map@3 where configured
+    eval_metrics: dict[str, float] = Field(default_factory=dict)
     train_questions: int = 0
     solved_by_generation: int = 0
     solved_by_rationalization: int = 0

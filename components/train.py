@@ -39,6 +39,39 @@ def initial_model(config_json: str, base_dir: str, previous_dir: str):
     return model, tok, ("previous" if start_from_previous else "base")
 
 
+def train_distributed(config, iteration: int, finetune_dir: str, base_dir: str, previous_dir: str, out_dir: str,
+                      steps: int):
+    """DeepSpeed ZeRO through torchrun/deepspeed over this pod's GPUs, or a TrainJob/PyTorchJob over nodes."""
+    from components.distributed.deepspeed_config import deepspeed_config
+    from components.distributed.launcher import launch
+    from components.distributed.trainjob import JobPod, JobSettings, SecretEnv
+    from components.distributed.worker import WorkerSpec
+    from components.finetune import FitResult
+
+    t, cluster = config.training, config.cluster
+    d = t.distributed
+    ds = deepspeed_config(d, batch_size=t.batch_size, grad_accum=t.gradient_accumulation_steps,
+                          learning_rate=t.learning_rate, weight_decay=t.weight_decay)
+    job = None
+    if d.nodes > 1:
+        job = JobSettings(
+            image=d.job_image or cluster.images.ref("train_gpu"),
+            pod=JobPod.model_validate(cluster.placement.train.model_dump(include=set(JobPod.model_fields))),
+            secrets=[SecretEnv(secret=cluster.storage.secret, keys=cluster.storage.keys)] if cluster.storage.secret
+            else [],
+            run_name=config.name,
+        )
+    with tempfile.TemporaryDirectory() as work:
+        spec = WorkerSpec(
+            config_json=config.to_json(), iteration=iteration, examples=str(Path(finetune_dir) / FINETUNE),
+            base_dir=base_dir, previous_dir=previous_dir, out_dir=out_dir, result=str(Path(work) / "result.json"),
+            max_steps=steps, deepspeed=ds, label=f"iteration {iteration} · train",
+        )
+        res = launch(d, spec, work, job=job)
+    start_previous = t.continue_from_previous and Path(previous_dir).resolve() != Path(base_dir).resolve()
+    return FitResult(steps=res.steps, mean_loss=res.mean_loss), ("previous" if start_previous else "base")
+
+
 def train(
     config_json: str, iteration: int, finetune_dir: str, base_dir: str, previous_dir: str, out_dir: str
 ) -> TrainStats:
@@ -48,20 +81,32 @@ def train(
     config = RunConfig.from_json(config_json)
     t = config.training
     examples = read_rows(Path(finetune_dir) / FINETUNE, TrainExample)
-    steps = t.schedule.steps(iteration, len(examples), t.batch_size * t.gradient_accumulation_steps)
-    model, tok, trained_from = initial_model(config_json, base_dir, previous_dir)
-    with tempfile.TemporaryDirectory() as work:
-        result = fit(
-            model, tok, examples, max_steps=steps, output_dir=work, learning_rate=t.learning_rate,
-            batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-            max_length=t.max_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
-            seed=config.seed + iteration, label=f"iteration {iteration} · train",
+    d = t.distributed
+    world = 1
+    if d.launcher != "none":
+        from components.distributed.launcher import resolve_nproc
+
+        world = d.nodes * resolve_nproc(d)
+    steps = t.schedule.steps(iteration, len(examples), t.batch_size * t.gradient_accumulation_steps * world)
+    if d.launcher == "none" or not examples or steps <= 0:
+        model, tok, trained_from = initial_model(config_json, base_dir, previous_dir)
+        with tempfile.TemporaryDirectory() as work:
+            result = fit(
+                model, tok, examples, max_steps=steps, output_dir=work, learning_rate=t.learning_rate,
+                batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+                max_length=t.max_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                seed=config.seed + iteration, label=f"iteration {iteration} · train",
+            )
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        if t.method == "full":
+            tok.save_pretrained(out)
+    else:
+        result, trained_from = train_distributed(
+            config, iteration, finetune_dir, base_dir, previous_dir, out_dir, steps
         )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    if t.method == "full":
-        tok.save_pretrained(out)
+        out = Path(out_dir)
     stats = TrainStats(train_steps=result.steps, train_loss=result.mean_loss, trained_from=trained_from,
                        method=t.method)
     (out / TRAIN_STATS).write_text(stats.model_dump_json(indent=2))

@@ -159,6 +159,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="The folder of a finishe
     console.print(f"[green]wrote {run_dir / REPORT}[/green]")
 
 
+def _register_task_commands() -> None:
+    from pipelines.task_cli import data_app, prompt_command, score_command
+
+    app.add_typer(data_app, name="data", help="Check data files before spending GPU hours.")
+    app.command("prompt")(prompt_command)
+    app.command("score")(score_command)
+
+
+_register_task_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -10,7 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.backends.hf import SamplingConfig
+from components.backends.vllm import VLLMConfig
 from components.base_model import SeedPretraining
+from components.distributed.deepspeed_config import DistributedConfig
 from components.errors import StarError
 from components.prepare_model import BUILTIN_TINY
 from components.tasks import ArithmeticConfig, TaskConfig
@@ -32,7 +34,9 @@ class ModelConfig(_Strict):
 
 
 class GenerationConfig(_Strict):
-    backend: Literal["hf"] = "hf"
+    #: `hf` (transformers, CPU or GPU) or `vllm` (GPU; offline engine, LoRA adapters served without merging).
+    backend: Literal["hf", "vllm"] = "hf"
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(256, ge=1)
     num_samples: int = Field(1, ge=1)
@@ -96,11 +100,16 @@ class TrainingConfig(_Strict):
     #: Start each iteration from the previous iteration's weights instead of the base model (paper: off).
     continue_from_previous: bool = False
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    #: DeepSpeed ZeRO over the GPUs of the pod (torchrun/deepspeed), or over several nodes via a TrainJob.
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
 
 class EvaluationConfig(_Strict):
     #: Sample rationales per iteration shown in the report.
     report_samples: int = Field(3, ge=0)
+    #: Besides greedy accuracy: this many samples per held-out question for maj@k and pass@k (1: greedy only).
+    num_samples: int = Field(1, ge=1)
+    temperature: float = Field(0.7, gt=0.0)
     #: Stop early when held-out accuracy has not improved for this many iterations (None: never).
     patience: int | None = Field(None, ge=1)
 

@@ -35,12 +35,8 @@ class HintOracle:
 
 @pytest.fixture
 def oracle(monkeypatch):
-    import components.backends.hf as hf
-
     HintOracle.calls = []
-    monkeypatch.setattr(hf, "HFGenerator", HintOracle)
-    monkeypatch.setattr(generate_mod, "HFGenerator", HintOracle)
-    monkeypatch.setattr("components.policy.load_policy", lambda *a, **k: (None, None))
+    monkeypatch.setattr("components.backends.load_generator", lambda *a, **k: HintOracle(None, None))
     return HintOracle
 
 

@@ -31,12 +31,13 @@ class SeedPretraining(BaseModel):
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
     #: Relative frequency of each digit count in the seed set (index 0 = 1 digit).
     digit_weights: list[float] = Field(default_factory=lambda: [8, 8, 4, 2, 1])
-    seed_examples: int = Field(2000, ge=1)
-    examples_per_document: int = Field(3, ge=1)
+    #: Enough distinct sums that the model learns the algorithm instead of memorising the set.
+    seed_examples: int = Field(20000, ge=1)
+    examples_per_document: int = Field(1, ge=1)
     hint_share: float = Field(0.3, ge=0, le=1)
-    steps: int = Field(1500, ge=1)
-    learning_rate: float = 3e-3
-    batch_size: int = 16
+    steps: int = Field(3500, ge=1)
+    learning_rate: float = 1e-3
+    batch_size: int = 32
     seed: int = 0
 
 

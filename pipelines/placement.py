@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:  # steps import this module's config models at run time, where kfp.dsl is trimmed down
     from kfp.dsl import PipelineTask
@@ -28,6 +28,11 @@ class ImagesConfig(_Strict):
     train_gpu: str = "star-train-gpu"
     vllm: str = "star-vllm"
     train_tpu: str = "star-train-tpu"
+
+    @field_validator("tag", mode="before")
+    @classmethod
+    def _tag_is_text(cls, v: object) -> object:
+        return str(v) if isinstance(v, int | float) else v  # `--set cluster.images.tag=1.0` is a tag, not a number
 
     def ref(self, image: Literal["runtime", "train_gpu", "vllm", "train_tpu"]) -> str:
         name = getattr(self, image)

@@ -497,6 +497,12 @@ def test_hook_command_in_standalone_mode_is_the_plain_star_upload() -> None:
         "http://ml-pipeline.kubeflow:8888",
         "--pipeline-name",
         "star",
+        "--set", "cluster.images.registry=ghcr.io/example",
+        "--set", "cluster.images.tag=0.1.0",
+        "--set", f"cluster.images.runtime=star-runtime@sha256:{'ab' * 32}",
+        "--set", "cluster.images.train_gpu=star-train-gpu",
+        "--set", "cluster.images.train_tpu=star-train-tpu",
+        "--set", "cluster.images.vllm=star-vllm",
     ]
 
 
@@ -520,7 +526,8 @@ def test_hook_version_name_is_passed() -> None:
         manifests(render({**CONFIGS["standalone-kfp"], "pipeline": {"name": "p", "versionName": "v7"}}))
     )
     argv, _ = _hook_command(job)
-    assert argv[-2:] == ["--version-name", "v7"]
+    i = argv.index("--version-name")
+    assert argv[i + 1] == "v7"
 
 
 # ---- the hook's command against the stand-in KFP API (needs the `star` CLI) ------------------------------
@@ -586,6 +593,9 @@ def test_hook_command_uploads_the_pipeline_to_kfp(tmp_path: Path) -> None:
         (upload,) = api.requests_to("POST", "/apis/v2beta1/pipelines/upload_version")
         spec = upload.files["uploadfile"].documents()[0]
         assert "pipelineInfo" in spec and "root" in spec
+        # the pipeline's steps run the images the chart's values name: one place for image references
+        images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+        assert images == {f"ghcr.io/example/star-runtime@sha256:{'ab' * 32}"}
 
 
 @needs_star

@@ -142,3 +142,15 @@ gs:
       fromEnv: true
 {{- end -}}
 {{- end -}}
+
+{{/* The images the compiled pipeline runs: `star upload` gets them from the chart's images values (one place).
+     Emits "key=value" strings for --set, one per line. */}}
+{{- define "star.pipelineImageSets" -}}
+{{- $v := .Values.images -}}
+cluster.images.registry={{ trimSuffix "/" $v.registry }}
+cluster.images.tag={{ default .Chart.AppVersion $v.tag }}
+{{- range $key, $field := dict "runtime" "runtime" "trainGpu" "train_gpu" "vllm" "vllm" "trainTpu" "train_tpu" }}
+{{- $img := index $v $key }}
+cluster.images.{{ $field }}={{ $img.name }}{{ if $img.digest }}@{{ $img.digest }}{{ end }}
+{{- end }}
+{{- end -}}

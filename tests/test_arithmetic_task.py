@@ -65,3 +65,18 @@ def test_random_sums_are_correct() -> None:
 def test_config_rejects_inverted_digit_range() -> None:
     with pytest.raises(ValueError, match="min_digits"):
         ArithmeticConfig(min_digits=5, max_digits=2)
+
+
+def test_few_shot_prefix_is_worked_examples_joined_by_blank_lines() -> None:
+    task = ArithmeticTask(ArithmeticConfig(few_shot_digits=[2, 3]))
+    shots = task.few_shot(hint=False, direct=False)
+    assert len(shots) == 2
+    ex = make_example(12, 34, "q")
+    prompt = task.prompt(ex, hint=False, direct=False)
+    assert prompt == shots[0] + "\n\n" + shots[1] + "\n\n" + task.question(ex, hint=False, direct=False)
+    for shot in shots:  # each worked example reads out to its own sum
+        q, completion = shot.split("Target:\n")
+        a, b = (int(x.replace(" ", "")) for x in q.split("\n")[1].split(" + "))
+        assert task.extract_answer(completion, direct=False) == str(a + b)
+    assert all("Hint: " in s for s in task.few_shot(hint=True, direct=False))
+    assert ArithmeticTask().prefix(hint=False, direct=False) == ""  # the demo: no prefix by default

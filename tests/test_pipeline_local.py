@@ -58,3 +58,20 @@ def test_compiled_pipeline_has_one_sub_dag_per_iteration(tmp_path: Path) -> None
                      "iteration 3 · train"]
     # iteration n+1 generates with iteration n's model
     assert tasks["iteration-3"]["inputs"]["artifacts"]["policy"]["taskOutputArtifact"]["producerTask"] == "iteration-2"
+
+
+def test_gsm8k_tiny_example_with_two_shards_runs_the_parallel_for_locally(tmp_path: Path) -> None:
+    """A real-data task through kfp.local, generation fanned out over 2 shards and fanned back in."""
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "examples/gsm8k-tiny.yaml", "--out", str(out),
+         "--set", "num_shards=2", "--set", "iterations=1"],
+        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (out / "run.log").read_text()
+    assert "shard 0 of 2" in log and "shard 1 of 2" in log
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["iteration"] for r in summary] == [0, 1]
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert summary[1]["train_questions"] == cfg["task"]["train_size"]  # both shards' questions were merged

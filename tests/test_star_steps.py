@@ -55,7 +55,9 @@ def _setup(tmp: Path, n: int = 6) -> tuple[Path, Path]:
 
 
 def _cfg(**rat) -> str:
-    return RunConfig.model_validate({"rationalization": rat}).to_json()
+    return RunConfig.model_validate(
+        {"rationalization": rat, "task": {"name": "arithmetic", "few_shot_digits": [2, 3]}}
+    ).to_json()
 
 
 def test_rationalized_examples_are_saved_without_the_hint(oracle, tmp_path: Path) -> None:

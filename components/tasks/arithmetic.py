@@ -36,8 +36,10 @@ class ArithmeticConfig(BaseModel):
     max_digits: int = Field(5, ge=1, le=20)
     train_size: int = Field(500, ge=1)
     eval_size: int = Field(200, ge=1)
-    #: Digit counts of the worked examples in the few-shot prefix.
-    few_shot_digits: list[int] = Field(default_factory=lambda: [2, 3])
+    #: Digit counts of the worked examples in the few-shot prefix (e.g. [2, 3] for a pretrained model). The
+    #: demo's built-in base model learned the format in its pre-training, which stands in for the few-shot
+    #: prompt, so by default there is no prefix.
+    few_shot_digits: list[int] = Field(default_factory=list)
     seed: int = 0
 
     @model_validator(mode="after")

@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from components.errors import StarError
 from components.rows import Example
-from components.tasks.loading import DataTask, DataTaskConfig, ShotSet, files_for, shots_from_files
+from components.tasks.loading import (
+    DataTask,
+    DataTaskConfig,
+    NonBlank,
+    ShotSet,
+    files_for,
+    shots_from_files,
+)
 
 LETTERS = "ABCDE"
 CORRECT = " (CORRECT)"
@@ -101,7 +108,7 @@ class Choice(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     label: str
-    text: str
+    text: NonBlank
 
     @field_validator("label")
     @classmethod
@@ -110,27 +117,13 @@ class Choice(BaseModel):
             raise ValueError(f"{v!r} is not a choice label A-E")
         return v.strip().upper()
 
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is empty")
-        return v
-
 
 class CQAQuestion(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    stem: str
+    stem: NonBlank
     choices: list[Choice]
     question_concept: str | None = None
-
-    @field_validator("stem")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is empty")
-        return v
 
     @field_validator("choices")
     @classmethod

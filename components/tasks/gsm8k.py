@@ -23,6 +23,7 @@ from components.rows import Example
 from components.tasks.loading import (
     DataTask,
     DataTaskConfig,
+    NonBlank,
     ShotSet,
     check_shot,
     shots_from_examples,
@@ -84,15 +85,9 @@ def steps_group(solution: str) -> str:
 class GSM8KRow(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    question: str
+    question: NonBlank
     answer: str
 
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is empty")
-        return v
 
     @field_validator("answer")
     @classmethod

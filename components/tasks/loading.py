@@ -19,13 +19,32 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import IO, Annotated, Any, ClassVar, Generic, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.errors import StarError
 from components.rows import Example
 from components.tasks.base import Task
+
+OPTION_LETTERS = "ABCDE"
+
+
+def _non_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("is empty")
+    return v
+
+
+def _option_letter(v: str) -> str:
+    if v.strip().upper() not in OPTION_LETTERS:
+        raise ValueError(f"{v!r} is not an option letter A-E")
+    return v.strip().upper()
+
+
+#: Row fields shared by the tasks: text that must not be blank, and an option letter A-E (normalised).
+NonBlank = Annotated[str, AfterValidator(_non_blank)]
+OptionLetter = Annotated[str, AfterValidator(_option_letter)]
 
 R = TypeVar("R", bound=BaseModel)
 

@@ -29,7 +29,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from components.rows import Example
-from components.tasks.loading import DataTask, DataTaskConfig, ShotSet, shots_from_examples, shots_from_files
+from components.tasks.loading import (
+    DataTask,
+    DataTaskConfig,
+    NonBlank,
+    OptionLetter,
+    ShotSet,
+    shots_from_examples,
+    shots_from_files,
+)
 
 LETTERS = "ABCDE"
 INSTRUCTION = (
@@ -90,9 +98,9 @@ def one_paragraph(text: str) -> str:
 class SubQuestion(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    question: str
+    question: NonBlank
     options: list[str] = Field(min_length=2, max_length=5)
-    answer: str
+    answer: OptionLetter
 
     @field_validator("options", mode="before")
     @classmethod
@@ -101,19 +109,7 @@ class SubQuestion(BaseModel):
             return [str(o) if isinstance(o, int | float) and not isinstance(o, bool) else o for o in v]
         return v
 
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is empty")
-        return v
 
-    @field_validator("answer")
-    @classmethod
-    def _letter(cls, v: str) -> str:
-        if v.strip().upper() not in LETTERS:
-            raise ValueError(f"{v!r} is not an option letter A-E")
-        return v.strip().upper()
 
     @model_validator(mode="after")
     def _answer_is_an_option(self) -> SubQuestion:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.rows import Example
 from components.tasks.commonsenseqa import (
@@ -31,7 +31,15 @@ from components.tasks.commonsenseqa import (
     read_letter,
     shot_answer,
 )
-from components.tasks.loading import DataTask, DataTaskConfig, ShotSet, shots_from_examples, shots_from_files
+from components.tasks.loading import (
+    DataTask,
+    DataTaskConfig,
+    NonBlank,
+    OptionLetter,
+    ShotSet,
+    shots_from_examples,
+    shots_from_files,
+)
 
 _SPACE = re.compile(r"\s+")
 ANSWER_IS = "the answer is"
@@ -74,13 +82,13 @@ class MCRow(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = None
-    prompt: str
-    A: str
-    B: str
+    prompt: NonBlank
+    A: NonBlank
+    B: NonBlank
     C: str | None = None
     D: str | None = None
     E: str | None = None
-    answer: str
+    answer: OptionLetter
     context: str | None = None
 
     @model_validator(mode="before")
@@ -96,19 +104,7 @@ class MCRow(BaseModel):
                 data[key] = None
         return data
 
-    @field_validator("prompt", "A", "B")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is empty")
-        return v
 
-    @field_validator("answer")
-    @classmethod
-    def _letter(cls, v: str) -> str:
-        if v.strip().upper() not in LETTERS:
-            raise ValueError(f"{v!r} is not an option letter A-E")
-        return v.strip().upper()
 
     @model_validator(mode="after")
     def _options_contiguous(self) -> MCRow:

@@ -25,29 +25,44 @@ from components.tiny_model import TinyModelConfig, build_model, build_tokenizer
 RECIPE = "seed_pretraining.json"  # saved beside the weights: the recipe a built-in base model was made with
 
 
+class SeedStage(BaseModel):
+    """One stage of pre-training: a seed set of `seed_examples` sums (drawn with `seed`), `steps` optimizer
+    steps, Adam restarted (with a fresh warm-up in the first chunk) every `restart_every` steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed_examples: int = Field(ge=1)
+    seed: int = 0
+    steps: int = Field(ge=1)
+    restart_every: int | None = Field(None, ge=1)
+
+
+def _default_stages() -> list[SeedStage]:
+    # The recipe the shipped checkpoint (components/assets/tiny-arithmetic) was built with.
+    return [SeedStage(seed_examples=2000, seed=0, steps=750, restart_every=250),
+            SeedStage(seed_examples=4000, seed=1, steps=2400, restart_every=400)]
+
+
 class SeedPretraining(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
     #: Relative frequency of each digit count in the seed set (index 0 = 1 digit).
     digit_weights: list[float] = Field(default_factory=lambda: [8, 8, 4, 2, 1])
-    #: Enough distinct sums that the model learns the algorithm instead of memorising the set.
-    seed_examples: int = Field(20000, ge=1)
     examples_per_document: int = Field(1, ge=1)
     hint_share: float = Field(0.3, ge=0, le=1)
-    steps: int = Field(3500, ge=1)
     learning_rate: float = 1e-3
     batch_size: int = 32
-    seed: int = 0
+    stages: list[SeedStage] = Field(default_factory=_default_stages, min_length=1)
 
 
-def seed_documents(cfg: SeedPretraining) -> list[TrainExample]:
-    """Few-shot-shaped documents: worked examples joined by blank lines, like the prompt the model will see."""
-    rng = random.Random(cfg.seed)
+def seed_documents(cfg: SeedPretraining, stage: SeedStage) -> list[TrainExample]:
+    """Worked examples in the prompt's shape (several per document are joined by blank lines)."""
+    rng = random.Random(stage.seed)
     task = ArithmeticTask()
     digits = list(range(1, len(cfg.digit_weights) + 1))
     blocks = []
-    for i in range(cfg.seed_examples):
+    for i in range(stage.seed_examples):
         d = rng.choices(digits, weights=cfg.digit_weights)[0]
         ex = make_example(random_operand(rng, d), random_operand(rng, d), f"seed-{i}")
         hint = rng.random() < cfg.hint_share
@@ -64,12 +79,16 @@ def build_base_model(path: str | Path, cfg: SeedPretraining) -> Path:
     path = Path(path)
     tok = build_tokenizer()
     model = build_model(cfg.tiny, tok)
-    with tempfile.TemporaryDirectory() as work:
-        fit(
-            model, tok, seed_documents(cfg), max_steps=cfg.steps, output_dir=work,
-            learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, warmup_ratio=0.05,
-            seed=cfg.seed, label="pre-train base model",
-        )
+    for n, stage in enumerate(cfg.stages, 1):
+        docs = seed_documents(cfg, stage)
+        chunk = stage.restart_every or stage.steps
+        for c, start in enumerate(range(0, stage.steps, chunk)):
+            with tempfile.TemporaryDirectory() as work:
+                fit(
+                    model, tok, docs, max_steps=min(chunk, stage.steps - start), output_dir=work,
+                    learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+                    warmup_ratio=0.05 if c == 0 else 0.0, seed=c, label=f"pre-train base model · stage {n}",
+                )
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

@@ -157,10 +157,15 @@ def describe_validation_error(e: ValidationError, source: str) -> str:
     return f"{source} is not a valid run configuration: " + "; ".join(parts) + "."
 
 
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # what `star run` runs without a config file
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run configuration (None: the built-in arithmetic demo) and apply `key.path=value` overrides."""
     data: dict = {}
     source = "the default configuration"
+    if path is None:
+        path = DEMO_CONFIG
     if path is not None:
         p = Path(path)
         source = str(p)

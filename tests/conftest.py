@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 SMALL_BUILTIN = {
-    "steps": 20, "seed_examples": 60,
+    "stages": [{"seed_examples": 60, "seed": 0, "steps": 20}],
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2},
 }
 

@@ -5,7 +5,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import components.prepare_model as pm
-from components.base_model import RECIPE, SeedPretraining, seed_documents
+from components.base_model import RECIPE, SeedPretraining, SeedStage, seed_documents
 from components.policy import MODEL_REFERENCE, load_policy
 from components.tasks.arithmetic import ArithmeticTask
 from pipelines.config import RunConfig
@@ -13,8 +13,8 @@ from tests.conftest import SMALL_BUILTIN
 
 
 def test_seed_set_covers_the_whole_digit_range_in_few_shot_shaped_documents() -> None:
-    cfg = SeedPretraining(seed_examples=300, digit_weights=[8, 4, 2, 1, 1], examples_per_document=3)
-    docs = seed_documents(cfg)
+    cfg = SeedPretraining(digit_weights=[8, 4, 2, 1, 1], examples_per_document=3)
+    docs = seed_documents(cfg, SeedStage(seed_examples=300, seed=0, steps=1))
     assert len(docs) == 100 and all(d.prompt == "" for d in docs)
     blocks = [b for d in docs for b in d.completion.split("\n\n")]
     assert len(blocks) == 300

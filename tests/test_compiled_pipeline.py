@@ -51,7 +51,10 @@ def _by_prefix(d: dict, prefix: str) -> list[Any]:
     return [v for k, v in d.items() if k == prefix or k.startswith(prefix + "-")]
 
 
-def test_gpu_placement(tmp_path: Path) -> None:
+def test_gpu_placement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # credentials in the compiling machine's environment must never reach the package
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
+    monkeypatch.setenv("KFP_TOKEN", SECRET_VALUE)
     spec, platform, text = compile_config(GPU, tmp_path)
     ex = executors(platform)
     containers = spec["deploymentSpec"]["executors"]

@@ -36,9 +36,28 @@ def last_report(artifacts: Path, since: float) -> tuple[Path, Path]:
     return best[1], best[2]
 
 
+def preflight(config: RunConfig) -> None:
+    """What can be known before any step starts: local data files and model folders exist."""
+    from components.tasks.loading import DATA_SUFFIXES, is_url
+
+    path = getattr(config.task, "path", None)
+    if path and not is_url(path) and path.lower().endswith(DATA_SUFFIXES) and not Path(path).exists():
+        raise StarError(f"task.path {path} does not exist; point it at the {config.task.name} data file.")
+    base = config.model.base
+    if (base.startswith(("/", "./", "../")) or base.endswith(("/",))) and not Path(base).exists():
+        raise StarError(f"model.base {base} does not exist; give a save_pretrained folder or a model ID.")
+
+
+def step_error(log_text: str) -> str | None:
+    """The message of the last StarError a step raised (the sentence that names what to fix)."""
+    found = re.findall(r"StarError: (.+)", log_text)
+    return found[-1].strip() if found else None
+
+
 def run_local(config: RunConfig, out: str | Path) -> Path:
     """Run the whole pipeline through `kfp.local.SubprocessRunner`; artifacts go under `out/artifacts`,
     `out/summary.json` and `out/report.html` are written at the end, the full log to `out/run.log`."""
+    preflight(config)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
@@ -57,8 +76,9 @@ def run_local(config: RunConfig, out: str | Path) -> Path:
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
             pipeline()
     except RuntimeError as e:
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-        raise StarError(f"The local run stopped ({reason}); the full log is {out / 'run.log'}.") from e
+        log.close()
+        reason = step_error((out / "run.log").read_text(encoding="utf-8")) or re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        raise StarError(f"The local run stopped: {reason} (full log: {out / 'run.log'}).") from e
     finally:
         log.close()
     summary_dir, report_page = last_report(out / "artifacts", run_started)

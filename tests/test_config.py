@@ -64,3 +64,20 @@ def test_cli_missing_config_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "nope.yaml does not exist" in " ".join(result.stderr.split())
+
+
+def test_missing_data_file_is_named_before_anything_runs(tmp_path: Path) -> None:
+    cfg = tmp_path / "gsm8k.yaml"
+    cfg.write_text(f"task: {{name: gsm8k, path: {tmp_path / 'nope.jsonl'}}}\nmodel: {{base: builtin:tiny-untrained}}\n")
+    result = _star("run", str(cfg), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "task.path" in result.stderr and "nope.jsonl does not exist" in " ".join(result.stderr.split())
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_step_error_reaches_the_user_as_its_own_sentence() -> None:
+    from pipelines.local_run import step_error
+
+    log = "    raise StarError(...)\n    components.errors.StarError: data.jsonl, line 3: field 'answer' missing.\n"
+    assert step_error(log) == "data.jsonl, line 3: field 'answer' missing."
+    assert step_error("all fine") is None

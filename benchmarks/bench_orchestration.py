@@ -1,0 +1,101 @@
+"""Share of a local run's wall time spent outside the steps' own work, read from the run's own log.
+
+Per task, kfp.local's log has: the task start, the KFP executor's "Got executor_input" (the subprocess is up),
+its "Wrote executor output file" (the step function returned) and the task end. Orchestration = wall time
+minus the step functions' time. The step functions' time still includes each subprocess importing torch and
+transformers again; that import cost is measured separately (median of fresh interpreters) and reported as
+the upper bound of what running every step in one process could save.
+
+    make demo && .venv/bin/python benchmarks/bench_orchestration.py runs/demo/run.log [--append benchmarks/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+TASK = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - (Executing task|Task .* finished with status|Running pipeline|"
+                  r"Pipeline .* finished)")
+EXEC = re.compile(r"\[KFP Executor \d{4}-\d\d-\d\d (\d\d:\d\d:\d\d),(\d+) INFO\]: (Got executor_input|Wrote executor)")
+
+
+def seconds(hms: str) -> float:
+    t = datetime.strptime(hms, "%H:%M:%S.%f")
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+
+
+def parse(log: str) -> tuple[float, float, int]:
+    """(wall seconds, seconds inside step functions, steps)."""
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    start = end = None
+    inside = 0.0
+    got: float | None = None
+    steps = 0
+    for raw in log.splitlines():
+        line = ansi.sub("", raw).strip()
+        if m := TASK.match(line):
+            if m.group(2) == "Running pipeline":
+                start = seconds(m.group(1))
+            elif m.group(2).startswith("Pipeline"):
+                end = seconds(m.group(1))
+        elif m := EXEC.search(line):
+            t = seconds(f"{m.group(1)}.{m.group(2)}")
+            if m.group(3) == "Got executor_input":
+                got = t
+            elif got is not None:
+                inside += t - got
+                steps += 1
+                got = None
+    if start is None or end is None:
+        raise SystemExit("not a finished kfp.local run log")
+    return end - start, inside, steps
+
+
+def import_cost(repeats: int = 3) -> float:
+    code = "import components.train, components.generate, components.evaluate, peft, transformers, torch"
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("log", type=Path)
+    ap.add_argument("--append", type=Path, default=None)
+    args = ap.parse_args()
+    wall, inside, steps = parse(args.log.read_text(encoding="utf-8"))
+    imports = import_cost()
+    outside = wall - inside
+    upper = outside + imports * (steps - 1)
+    text = "\n".join([
+        "## Orchestration: share of the demo's wall time outside the steps' own work",
+        "",
+        f"`.venv/bin/python benchmarks/bench_orchestration.py {args.log}` on the log of a `make demo` run "
+        f"(fresh clone, {steps} steps).",
+        "",
+        "| measure | seconds | share of wall |",
+        "|---|---|---|",
+        f"| wall time of the run | {wall:.1f} | 100% |",
+        f"| outside the step functions (process start, KFP executor, hand-over) | {outside:.1f} | "
+        f"{outside / wall:.1%} |",
+        f"| … plus re-importing torch/transformers in every step but one ({imports:.1f} s each) | {upper:.1f} | "
+        f"{upper / wall:.1%} |",
+        "",
+    ])
+    print(text)
+    if args.append:
+        with args.append.open("a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

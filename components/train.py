@@ -12,6 +12,13 @@ from components.artifacts import FINETUNE, SET_STATS, TRAIN_STATS
 from components.rows import TrainExample, TrainStats, read_rows
 
 
+def trained_from(continue_from_previous: bool, base_dir: str, previous_dir: str) -> str:
+    """"previous" when this iteration starts from the previous iteration's weights, else "base" (the paper's
+    choice, and always in iteration 1, whose previous model is the base model itself)."""
+    same = Path(previous_dir).resolve() == Path(base_dir).resolve()
+    return "previous" if continue_from_previous and not same else "base"
+
+
 def initial_model(config_json: str, base_dir: str, previous_dir: str):
     """The model training starts from, made trainable: base (+ a fresh LoRA adapter) or the previous
     iteration's weights when `continue_from_previous` is set."""
@@ -22,8 +29,8 @@ def initial_model(config_json: str, base_dir: str, previous_dir: str):
 
     config = RunConfig.from_json(config_json)
     t = config.training
-    start_from_previous = t.continue_from_previous and Path(previous_dir).resolve() != Path(base_dir).resolve()
-    if start_from_previous:
+    start = trained_from(t.continue_from_previous, base_dir, previous_dir)
+    if start == "previous":
         if t.method == "lora" and not is_adapter(previous_dir):
             raise ValueError(f"continue_from_previous with LoRA needs an adapter in {previous_dir}")
         model, tok = load_policy(base_dir, previous_dir, trainable=True)
@@ -36,7 +43,7 @@ def initial_model(config_json: str, base_dir: str, previous_dir: str):
             )
             model = get_peft_model(model, lora)
     model.train()
-    return model, tok, ("previous" if start_from_previous else "base")
+    return model, tok, start
 
 
 def train_distributed(config, iteration: int, finetune_dir: str, base_dir: str, previous_dir: str, out_dir: str,
@@ -68,8 +75,8 @@ def train_distributed(config, iteration: int, finetune_dir: str, base_dir: str, 
             max_steps=steps, deepspeed=ds, label=f"iteration {iteration} · train",
         )
         res = launch(d, spec, work, job=job)
-    start_previous = t.continue_from_previous and Path(previous_dir).resolve() != Path(base_dir).resolve()
-    return FitResult(steps=res.steps, mean_loss=res.mean_loss), ("previous" if start_previous else "base")
+    start = trained_from(t.continue_from_previous, base_dir, previous_dir)
+    return FitResult(steps=res.steps, mean_loss=res.mean_loss), start
 
 
 def train(
@@ -89,7 +96,7 @@ def train(
         world = d.nodes * resolve_nproc(d)
     steps = t.schedule.steps(iteration, len(examples), t.batch_size * t.gradient_accumulation_steps * world)
     if d.launcher == "none" or not examples or steps <= 0:
-        model, tok, trained_from = initial_model(config_json, base_dir, previous_dir)
+        model, tok, start = initial_model(config_json, base_dir, previous_dir)
         with tempfile.TemporaryDirectory() as work:
             result = fit(
                 model, tok, examples, max_steps=steps, output_dir=work, learning_rate=t.learning_rate,
@@ -103,16 +110,16 @@ def train(
         if t.method == "full":
             tok.save_pretrained(out)
     else:
-        result, trained_from = train_distributed(
+        result, start = train_distributed(
             config, iteration, finetune_dir, base_dir, previous_dir, out_dir, steps
         )
         out = Path(out_dir)
-    stats = TrainStats(train_steps=result.steps, train_loss=result.mean_loss, trained_from=trained_from,
+    stats = TrainStats(train_steps=result.steps, train_loss=result.mean_loss, trained_from=start,
                        method=t.method)
     (out / TRAIN_STATS).write_text(stats.model_dump_json(indent=2))
     shutil.copy(Path(finetune_dir) / SET_STATS, out / SET_STATS)
     loss = f"{result.mean_loss:.4f}" if result.mean_loss is not None else "n/a"
-    print(f"iteration {iteration}: trained {result.steps} steps from {trained_from} on {len(examples)} "
+    print(f"iteration {iteration}: trained {result.steps} steps from {start} on {len(examples)} "
           f"rationales, mean loss {loss}")
     return stats
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from components.errors import StarError
 from components.rows import Example
 from components.tasks.loading import (
+    OPTION_LETTERS,
     DataTask,
     DataTaskConfig,
     NonBlank,
@@ -30,7 +31,7 @@ from components.tasks.loading import (
     shots_from_files,
 )
 
-LETTERS = "ABCDE"
+LETTERS = OPTION_LETTERS
 CORRECT = " (CORRECT)"
 _READ_OUT = re.compile(r"\(([a-eA-E])\)\.?\s*$")
 _CHOICE_LINE = re.compile(r"^\(([a-e])\) (.*)$", re.S)

@@ -88,7 +88,6 @@ class GSM8KRow(BaseModel):
     question: NonBlank
     answer: str
 
-
     @field_validator("answer")
     @classmethod
     def _has_numeric_final_answer(cls, v: str) -> str:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from components.rows import Example
 from components.tasks.loading import (
+    OPTION_LETTERS,
     DataTask,
     DataTaskConfig,
     NonBlank,
@@ -39,7 +40,7 @@ from components.tasks.loading import (
     shots_from_files,
 )
 
-LETTERS = "ABCDE"
+LETTERS = OPTION_LETTERS
 INSTRUCTION = (
     "你是一个逻辑推理专家，擅长解决逻辑推理问题。以下是一个逻辑推理的题目，形式为单项选择题。"
     "所有的问题都是闭世界假设（closed-world assumption），即未观测事实或者无法推断的事实都为假。"

@@ -77,7 +77,8 @@ def run_local(config: RunConfig, out: str | Path) -> Path:
             pipeline()
     except RuntimeError as e:
         log.close()
-        reason = step_error((out / "run.log").read_text(encoding="utf-8")) or re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        logged = (out / "run.log").read_text(encoding="utf-8", errors="replace")
+        reason = step_error(logged) or re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         raise StarError(f"The local run stopped: {reason} (full log: {out / 'run.log'}).") from e
     finally:
         log.close()

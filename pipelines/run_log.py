@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -14,28 +15,33 @@ _NOISE = ("[KFP Executor", "Writing model shards", "Loading weights", "warnings.
 
 
 class ConsoleFilter(io.TextIOBase):
-    """A stdout stand-in: every line to `log`; the lines a user wants to `console`."""
+    """A stdout stand-in: every line to `log`; the lines a user wants to `console`. kfp.local runs the
+    tasks of a ParallelFor in threads that print at once, so writes are serialized: text files are not
+    thread-safe, and unguarded concurrent writes left broken UTF-8 in run.log."""
 
     def __init__(self, log: TextIO, console: TextIO) -> None:
         self.log, self.console = log, console
         self.buffer_ = ""
         self.in_dump = False  # inside the executor-input JSON or a task's outputs listing
+        self.lock = threading.Lock()
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        self.buffer_ += text
-        while "\n" in self.buffer_:
-            line, self.buffer_ = self.buffer_.split("\n", 1)
-            if self.keep(_ANSI.sub("", line)):
-                self.console.write(line + "\n")
+        with self.lock:
+            self.log.write(text)
+            self.buffer_ += text
+            while "\n" in self.buffer_:
+                line, self.buffer_ = self.buffer_.split("\n", 1)
+                if self.keep(_ANSI.sub("", line)):
+                    self.console.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
-        self.console.flush()
+        with self.lock:
+            self.log.flush()
+            self.console.flush()
 
     def keep(self, line: str) -> bool:
         stripped = line.strip()

@@ -35,3 +35,28 @@ def test_console_keeps_tasks_and_step_lines_and_log_keeps_everything() -> None:
         "    iteration 1: generation solved 3/16 training questions",
         "13:27:09.502 - INFO - Task 'generate-op' finished with status SUCCESS",
     ]
+
+
+def test_parallel_tasks_printing_at_once_leave_a_readable_log(tmp_path) -> None:
+    """kfp.local runs a ParallelFor's tasks in threads; their progress lines (with `·` and `▕█▏`) must reach
+    run.log whole and as valid UTF-8."""
+    import threading
+
+    from pipelines.run_log import tee_to_log
+
+    console, log = tee_to_log(tmp_path / "run.log")
+    console.console = io.StringIO()
+    line = "    iteration 1 · generate shard {} ▕████▏ {}%\n"
+
+    def task(shard: int) -> None:
+        for i in range(3000):
+            print(line.format(shard, i), end="", file=console)
+
+    threads = [threading.Thread(target=task, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    lines = (tmp_path / "run.log").read_text(encoding="utf-8").splitlines(keepends=True)
+    assert sorted(lines) == sorted(line.format(s, i) for s in range(4) for i in range(3000))

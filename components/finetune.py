@@ -6,8 +6,9 @@ Loss falls on the completion (rationale + answer + end of text) only: prompt tok
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,11 +20,18 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from components.checkpoints import CheckpointCallback, CheckpointPlan, StopRequest, fetch_latest
+from components.errors import StarError
 from components.progress import ProgressLine
 from components.rows import TrainExample
 
 IGNORE = -100
+
+
+class Preempted(StarError):
+    """Training was asked to stop (SIGTERM) and left a checkpoint to continue from."""
 
 
 def encode_example(
@@ -67,6 +75,33 @@ class _ListDataset(torch.utils.data.Dataset):
         return self.rows[i]
 
 
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """Length-grouped batches (padding kept small) in an order drawn from `seed` and the epoch alone, not from
+    the global RNG: a run resumed from a checkpoint mid-epoch replays exactly the batches the stopped run would
+    have seen."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class _Trainer(Trainer):
+    def _get_train_sampler(self, train_dataset: Any = None) -> EpochSeededLengthSampler:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return EpochSeededLengthSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            [len(row["input_ids"]) for row in dataset.rows],
+            self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
+
 class _ProgressCallback(TrainerCallback):
     def __init__(self, label: str, total: int) -> None:
         self.bar = ProgressLine(label, total, unit="step")
@@ -102,13 +137,16 @@ def fit(
     seed: int = 0,
     label: str = "train",
     deepspeed: dict | None = None,
+    checkpoints: CheckpointPlan | None = None,
 ) -> FitResult:
     """Train `model` in place for exactly `max_steps` optimizer steps (cycling over `examples`). `deepspeed`: a
     DeepSpeed config (`components.distributed.deepspeed_config`) when launched over several ranks; bf16 follows
-    its `bf16.enabled`, as the Trainer requires the two to agree."""
+    its `bf16.enabled`, as the Trainer requires the two to agree. `checkpoints`: where resumable checkpoints go;
+    training continues from the last complete one there, and SIGTERM saves one and raises `Preempted`."""
     if max_steps <= 0 or not examples:
         return FitResult(steps=0, mean_loss=None)
     rows = [encode_example(tokenizer, e.prompt, e.completion, max_length) for e in examples]
+    every = checkpoints.every if checkpoints else 0
     args = TrainingArguments(
         output_dir=output_dir,
         max_steps=max_steps,
@@ -119,23 +157,37 @@ def fit(
         warmup_steps=math.ceil(warmup_ratio * max_steps),
         weight_decay=weight_decay,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if every else "no",
+        save_steps=every or 500,
+        save_total_limit=1,
         report_to=[],
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         disable_tqdm=True,
-        train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
         deepspeed=deepspeed,
         bf16=bool(deepspeed and (deepspeed.get("bf16") or {}).get("enabled") is True),
     )
     progress = _ProgressCallback(label, max_steps)
-    trainer = Trainer(
-        model=model, args=args, train_dataset=_ListDataset(rows),
-        data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=[progress],
-    )
-    trainer.remove_callback(PrinterCallback)  # our progress line reports the loss instead of a dict per step
-    out = trainer.train()
-    return FitResult(steps=int(out.global_step), mean_loss=float(out.training_loss))
+    with StopRequest() as stop:
+        saver = CheckpointCallback(checkpoints, stop) if checkpoints else None
+        trainer = _Trainer(
+            model=model, args=args, train_dataset=_ListDataset(rows),
+            data_collator=CompletionCollator(tokenizer.pad_token_id),
+            callbacks=[progress] + ([saver] if saver else []),
+        )
+        trainer.remove_callback(PrinterCallback)  # our progress line reports the loss instead of a dict per step
+        resume = fetch_latest(checkpoints, Path(output_dir)) if checkpoints else None
+        if resume is not None:
+            print(f"{label}: continuing from {resume.name} of {checkpoints.url}")  # type: ignore[union-attr]
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if saver is not None and saver.stopped_at is not None:
+        raise Preempted(
+            f"{label}: stopped at step {saver.stopped_at} of {max_steps} on SIGTERM; the checkpoint is in "
+            f"{saver.plan.url}, and running the step again continues from it."
+        )
+    # the mean of the logged per-step losses: a resumed run has them all (trainer state is in the checkpoint)
+    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    return FitResult(steps=int(trainer.state.global_step), mean_loss=sum(losses) / len(losses) if losses else None)

@@ -19,10 +19,11 @@ def trained_from(continue_from_previous: bool, base_dir: str, previous_dir: str)
     return "previous" if continue_from_previous and not same else "base"
 
 
-def initial_model(config_json: str, base_dir: str, previous_dir: str):
-    """The model training starts from, made trainable: base (+ a fresh LoRA adapter) or the previous
-    iteration's weights when `continue_from_previous` is set."""
+def initial_model(config_json: str, iteration: int, base_dir: str, previous_dir: str):
+    """The model training starts from, made trainable: base (+ a fresh LoRA adapter, initialized from the run's
+    seed and the iteration) or the previous iteration's weights when `continue_from_previous` is set."""
     from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
 
     from components.policy import is_adapter, load_policy
     from pipelines.config import RunConfig
@@ -37,6 +38,7 @@ def initial_model(config_json: str, base_dir: str, previous_dir: str):
     else:
         model, tok = load_policy(base_dir, base_dir, trainable=True)
         if t.method == "lora":
+            set_seed(config.seed + iteration)
             lora = LoraConfig(
                 r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
                 target_modules=t.lora_target_modules, task_type="CAUSAL_LM",
@@ -44,6 +46,22 @@ def initial_model(config_json: str, base_dir: str, previous_dir: str):
             model = get_peft_model(model, lora)
     model.train()
     return model, tok, start
+
+
+def checkpoint_plan(config_json: str, iteration: int, finetune_dir: str):
+    """Where this train step's checkpoints go: one folder per run name, iteration and inputs (config and kept
+    set), so a retried or resumed step finds its own and never another run's. None: no location configured."""
+    from components.checkpoints import CheckpointPlan, join, run_key
+    from components.storage import file_sha256
+    from pipelines.config import RunConfig
+
+    config = RunConfig.from_json(config_json)
+    t = config.training
+    if t.checkpoints is None:
+        return None
+    key = run_key(config_json, str(iteration), file_sha256(Path(finetune_dir) / FINETUNE))
+    url = join(t.checkpoints, f"{config.name}/iteration-{iteration}-{key}")
+    return CheckpointPlan(url=url, every=t.checkpoint_every, storage=config.storage)
 
 
 def train_distributed(config, iteration: int, finetune_dir: str, base_dir: str, previous_dir: str, out_dir: str,
@@ -96,13 +114,14 @@ def train(
         world = d.nodes * resolve_nproc(d)
     steps = t.schedule.steps(iteration, len(examples), t.batch_size * t.gradient_accumulation_steps * world)
     if d.launcher == "none" or not examples or steps <= 0:
-        model, tok, start = initial_model(config_json, base_dir, previous_dir)
+        model, tok, start = initial_model(config_json, iteration, base_dir, previous_dir)
         with tempfile.TemporaryDirectory() as work:
             result = fit(
                 model, tok, examples, max_steps=steps, output_dir=work, learning_rate=t.learning_rate,
                 batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
                 max_length=t.max_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                 seed=config.seed + iteration, label=f"iteration {iteration} · train",
+                checkpoints=checkpoint_plan(config_json, iteration, finetune_dir),
             )
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

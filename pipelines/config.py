@@ -15,6 +15,7 @@ from components.base_model import SeedPretraining
 from components.distributed.deepspeed_config import DistributedConfig
 from components.errors import StarError
 from components.prepare_model import BUILTIN_TINY
+from components.storage import StorageConfig
 from components.tasks import ArithmeticConfig, TaskConfig
 from pipelines.placement import ClusterConfig
 
@@ -102,6 +103,13 @@ class TrainingConfig(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     #: DeepSpeed ZeRO over the GPUs of the pod (torchrun/deepspeed), or over several nodes via a TrainJob.
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    #: Save a resumable checkpoint (weights, optimizer, scheduler, RNG, data position) every this many steps,
+    #: and when the step is told to stop (SIGTERM); a retried or resumed train step continues from the last one.
+    #: 0: never.
+    checkpoint_every: int = Field(50, ge=0)
+    #: Where checkpoints go: a folder path or an s3:// / gs:// URL. Local runs default to OUT/checkpoints; on a
+    #: cluster set a bucket URL, or checkpoints live on the pod's disk and do not outlive a preemption.
+    checkpoints: str | None = None
 
 
 class EvaluationConfig(_Strict):
@@ -126,6 +134,8 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     #: Generation (and rationalization) fan out over this many shards, one pod each on a cluster.
     num_shards: int = Field(1, ge=1, le=1024)
+    #: How to reach object storage (endpoint, region, path-style, retries) for s3:// and gs:// locations.
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     #: Images, placement and credentials on a cluster (ignored by local runs).
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
@@ -151,7 +161,8 @@ def describe_validation_error(e: ValidationError, source: str) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "is not a known setting (check the spelling)"
-        elif "input" in err and err["type"] not in ("missing",):
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+            # a section is not echoed: it is long, and may hold what must never be logged (a credential)
             msg = f"{msg} (got {err['input']!r})"
         parts.append(f"{key}: {msg}")
     return f"{source} is not a valid run configuration: " + "; ".join(parts) + "."

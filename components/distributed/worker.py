@@ -232,7 +232,7 @@ def run(spec: WorkerSpec, stage_root: Path | None = None) -> WorkerResult | None
     examples = read_rows(stage_in(spec.examples, root), TrainExample)
     base_dir = stage_in(spec.base_dir, root)
     previous_dir = stage_in(spec.previous_dir, root)
-    model, tok, _ = initial_model(spec.config_json, base_dir, previous_dir)
+    model, tok, _ = initial_model(spec.config_json, spec.iteration, base_dir, previous_dir)
     with tempfile.TemporaryDirectory(prefix="star-train-") as work:
         result = fit(
             model, tok, examples, max_steps=spec.max_steps, output_dir=work, learning_rate=t.learning_rate,

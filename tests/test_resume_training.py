@@ -1,0 +1,99 @@
+"""A train step told to stop (SIGTERM: a preempted pod, a stopped run) saves a checkpoint and fails; run
+again with the same inputs, it continues from that checkpoint and ends with the weights and loss of a run
+that was never stopped."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from components.artifacts import FINETUNE, SET_STATS
+from components.checkpoints import CheckpointCallback, complete_steps
+from components.finetune import Preempted
+from components.rows import SetStats, TrainExample, write_rows
+from components.storage import MANIFEST
+from components.train import checkpoint_plan, train
+from pipelines.config import RunConfig
+
+
+def _finetune_dir(tmp: Path) -> Path:
+    d = tmp / "finetune"
+    rows = [
+        TrainExample(id=str(i), source="generation", prompt=f"Input:\n{i} + 1{'0' * (i % 3)}\nTarget:\n",
+                     completion=str(i + 1) * (1 + i % 2))
+        for i in range(8)
+    ]
+    write_rows(d / FINETUNE, rows)
+    stats = SetStats(train_questions=8, solved_by_generation=8, solved_by_rationalization=0, train_examples=8,
+                     kept_generation=8, kept_rationalization=0)
+    (d / SET_STATS).write_text(stats.model_dump_json())
+    return d
+
+
+def _config(method: str, checkpoints: str | None, every: int = 3) -> str:
+    return RunConfig.model_validate({
+        "task": {"name": "arithmetic"},
+        "training": {"method": method, "learning_rate": 1e-2, "batch_size": 4, "checkpoint_every": every,
+                     "checkpoints": checkpoints, "schedule": {"kind": "linear", "start_steps": 10, "add_steps": 0}},
+    }).to_json()
+
+
+def _weights(path: Path, base: Path) -> dict[str, torch.Tensor]:
+    from components.policy import load_policy
+
+    model, _ = load_policy(base, path)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _sigterm_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deliver a real SIGTERM to this process once training reaches `step`."""
+    original = CheckpointCallback.on_step_end
+    sent = []
+
+    def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        if state.global_step == step and not sent:
+            sent.append(step)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, args, state, control, **kw)
+
+    monkeypatch.setattr(CheckpointCallback, "on_step_end", on_step_end)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_sigterm_saves_a_checkpoint_and_the_retry_ends_where_an_unstopped_run_ends(
+    method: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _finetune_dir(tmp_path)
+    base = str(tiny_model_dir)
+    whole = train(_config(method, str(tmp_path / "ck-whole")), 1, str(data), base, base, str(tmp_path / "whole"))
+    assert whole.train_steps == 10
+
+    stopped_config = _config(method, str(tmp_path / "ck"))
+    plan = checkpoint_plan(stopped_config, 1, str(data))
+    assert plan is not None
+    with monkeypatch.context() as m:
+        _sigterm_at(5, m)
+        with pytest.raises(Preempted, match="stopped at step 5 of 10 on SIGTERM"):
+            train(stopped_config, 1, str(data), base, base, str(tmp_path / "out"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert complete_steps(plan) == [5]  # the periodic one at step 3 was replaced by the one at the stop
+    assert (Path(plan.url) / "checkpoint-5" / MANIFEST).exists()
+    assert not (tmp_path / "out" / "adapter_config.json").exists()  # no half-trained model was published
+
+    resumed = train(stopped_config, 1, str(data), base, base, str(tmp_path / "out"))
+    assert resumed.train_steps == 10
+    assert resumed.train_loss == pytest.approx(whole.train_loss, abs=1e-6)
+    a, b = _weights(tmp_path / "whole", tiny_model_dir), _weights(tmp_path / "out", tiny_model_dir)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_checkpoints_are_per_inputs_and_off_without_a_location(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = _finetune_dir(tmp_path)
+    assert checkpoint_plan(_config("lora", None), 1, str(data)) is None
+    a = checkpoint_plan(_config("lora", str(tmp_path)), 1, str(data))
+    b = checkpoint_plan(_config("lora", str(tmp_path)), 2, str(data))
+    c = checkpoint_plan(_config("full", str(tmp_path)), 1, str(data))
+    assert a is not None and b is not None and c is not None
+    assert len({a.url, b.url, c.url}) == 3 and a == checkpoint_plan(_config("lora", str(tmp_path)), 1, str(data))

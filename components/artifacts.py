@@ -8,4 +8,5 @@ TRAIN_STATS = "train_stats.json"  # TrainStats of a checkpoint
 HISTORY = "history.jsonl"  # Dataset: IterationRecord rows, one per finished iteration
 EVAL_ATTEMPTS = "eval_attempts.jsonl"
 SUMMARY = "summary.json"
+CONFIG_DIGEST = "config.sha256"  # beside a report's summary.json: the run configuration it reports on
 REPORT = "report.html"

@@ -132,14 +132,14 @@ def evaluate_op(
     metrics: Output[Metrics],
 ):
     from components.evaluate import evaluate
+    from components.step_metrics import log_metrics
 
     record = evaluate(
         config_json, iteration, eval_set.path, base_model.path, policy.path, history_in.path, history.path
     )
-    metrics.log_metric("eval_accuracy", record.eval_accuracy)
-    for group, value in record.eval_accuracy_by_group.items():
-        metrics.log_metric(f"eval_accuracy_{group}", value)
-    for key, value in record.eval_metrics.items():
-        metrics.log_metric(key.replace("@", "_at_"), value)
+    values: dict[str, float] = {"eval_accuracy": record.eval_accuracy}
+    values.update({f"eval_accuracy_{group}": v for group, v in record.eval_accuracy_by_group.items()})
+    values.update({key.replace("@", "_at_"): v for key, v in record.eval_metrics.items()})
     for key in ("solved_by_generation", "solved_by_rationalization", "train_examples", "train_steps"):
-        metrics.log_metric(key, getattr(record, key))
+        values[key] = getattr(record, key)
+    log_metrics(metrics, values)

@@ -67,9 +67,9 @@ def finetune_set_op(
     metrics: Output[Metrics],
 ):
     from components.finetune_set import build_finetune_set
+    from components.step_metrics import log_metrics
 
     stats = build_finetune_set(
         config_json, train.path, [a.path for a in attempts], [r.path for r in rationalizations], finetune_set.path
     )
-    for key, value in stats.model_dump().items():
-        metrics.log_metric(key, value)
+    log_metrics(metrics, stats.model_dump())

@@ -90,9 +90,9 @@ def generate_op(
     metrics: Output[Metrics],
 ):
     from components.generate import generate_rationales
+    from components.step_metrics import log_metrics
 
     stats = generate_rationales(
         config_json, iteration, train.path, base_model.path, policy.path, attempts.path, shard, num_shards
     )
-    for key, value in stats.items():
-        metrics.log_metric(key, value)
+    log_metrics(metrics, stats)

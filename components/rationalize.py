@@ -61,10 +61,10 @@ def rationalize_op(
     metrics: Output[Metrics],
 ):
     from components.rationalize import rationalize
+    from components.step_metrics import log_metrics
 
     stats = rationalize(
         config_json, iteration, train.path, attempts.path, base_model.path, policy.path, rationalizations.path,
         shard, num_shards,
     )
-    for key, value in stats.items():
-        metrics.log_metric(key, value)
+    log_metrics(metrics, stats)

@@ -1,13 +1,14 @@
 """Step: the run report. `summary.json` (one entry per iteration, 0 = the base model) and a static HTML page
 with the accuracy curve (overall and per class) and sample rationales per iteration."""
 
+import hashlib
 import html
 import json
 from pathlib import Path
 
 from kfp.dsl import HTML, Dataset, Input, Output
 
-from components.artifacts import HISTORY, SUMMARY
+from components.artifacts import CONFIG_DIGEST, HISTORY, SUMMARY
 from components.rows import IterationRecord, read_rows, write_rows
 
 SUMMARY_FIELDS = (
@@ -99,6 +100,10 @@ def render_html(title: str, history: list[IterationRecord]) -> str:
     )
 
 
+def config_digest(config_json: str) -> str:
+    return hashlib.sha256(config_json.encode()).hexdigest()
+
+
 def report(config_json: str, history_dir: str, summary_dir: str, html_path: str) -> list[dict]:
     from pipelines.config import RunConfig
 
@@ -108,6 +113,7 @@ def report(config_json: str, history_dir: str, summary_dir: str, html_path: str)
     out = Path(summary_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).write_text(json.dumps(rows, indent=2))
+    (out / CONFIG_DIGEST).write_text(config_digest(config_json))
     write_rows(out / HISTORY, history)  # with the sample rationales, for `star report`
     Path(html_path).parent.mkdir(parents=True, exist_ok=True)
     Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", history),

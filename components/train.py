@@ -152,10 +152,12 @@ def train_op(
     checkpoint: Output[Model],
     metrics: Output[Metrics],
 ):
+    from components.step_metrics import log_metrics
     from components.train import train
 
     stats = train(config_json, iteration, finetune_set.path, base_model.path, previous.path, checkpoint.path)
-    metrics.log_metric("train_steps", stats.train_steps)
+    values: dict[str, float] = {"train_steps": stats.train_steps}
     if stats.train_loss is not None:
-        metrics.log_metric("train_loss", stats.train_loss)
+        values["train_loss"] = stats.train_loss
+    log_metrics(metrics, values)
     checkpoint.metadata.update({"iteration": iteration, "method": stats.method})

@@ -42,13 +42,22 @@ def run(
     config: ConfigArg = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<name>).")] = None,
     set_: SetOpt = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue the interrupted run in this folder, with the configuration it started with.",
+    )] = None,
 ) -> None:
     """Run a STaR loop on this machine through kfp.local."""
-    from pipelines.local_run import run_local
+    from pipelines.local_run import resume_config, run_local
 
-    cfg = load_config(config, set_)
-    folder = out or Path("runs") / cfg.name
-    run_local(cfg, folder)
+    if resume is not None:
+        if config is not None or set_ or (out is not None and out.resolve() != resume.resolve()):
+            raise StarError("--resume DIR continues the run in DIR with its own config.yaml; give no config "
+                            "file, --set or other --out with it.")
+        cfg, folder = resume_config(resume), resume
+    else:
+        cfg = load_config(config, set_)
+        folder = out or Path("runs") / cfg.name
+    run_local(cfg, folder, resume=resume is not None)
     print_summary(json.loads((folder / "summary.json").read_text()))
     console.print(f"[green]wrote {folder / 'summary.json'} and {folder / 'report.html'}[/green]")
 

@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 from kfp import local
 
-from components.artifacts import HISTORY, REPORT, SUMMARY
+from components.artifacts import CONFIG_DIGEST, HISTORY, REPORT, SUMMARY
 from components.errors import StarError
+from components.report import config_digest
 from pipelines.config import RunConfig
 from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
 
 
-def last_report(artifacts: Path, since: float) -> tuple[Path, Path]:
-    """The report of the last iteration that ran (early stop may end a run before the last one): the report
-    artifacts written by this run, the one with the longest history."""
+def last_report(artifacts: Path, config: RunConfig) -> tuple[Path, Path]:
+    """The report of the last iteration that ran for this configuration (early stop may end a run before the
+    last one): among the report artifacts under `artifacts` made from `config`, written in this run or taken
+    from the cache by a resumed one, the one with the longest history."""
+    digest = config_digest(config.to_json())
     best: tuple[int, Path, Path] | None = None
     for summary in artifacts.glob(f"*/**/{SUMMARY}"):
-        if summary.stat().st_mtime < since or summary.parent.name != "summary":
+        marker = summary.parent / CONFIG_DIGEST
+        if summary.parent.name != "summary" or not marker.exists() or marker.read_text().strip() != digest:
             continue
         page = summary.parent.parent / "report_page"
         rows = len(json.loads(summary.read_text()))
@@ -54,22 +60,55 @@ def step_error(log_text: str) -> str | None:
     return found[-1].strip() if found else None
 
 
-def run_local(config: RunConfig, out: str | Path) -> Path:
+@contextlib.contextmanager
+def show_cache_hits() -> Iterator[None]:
+    """kfp.local reports a step taken from the cache on the root logger at INFO, which prints nothing by
+    default; on a resumed run that line is how a user sees which steps were not redone."""
+
+    class Hits(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if "cache hit" in message:
+                print(f"{time.strftime('%H:%M:%S')} - INFO - {message.split(' (key=')[0]}")
+
+    root = logging.getLogger()
+    handler, level = Hits(logging.INFO), root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
     """Run the whole pipeline through `kfp.local.SubprocessRunner`; artifacts go under `out/artifacts`,
-    `out/summary.json` and `out/report.html` are written at the end, the full log to `out/run.log`."""
+    `out/summary.json` and `out/report.html` are written at the end, the full log to `out/run.log`.
+
+    Every finished step is recorded in the run folder's cache. `resume` continues an interrupted run: finished
+    steps are taken from the cache (the seeds make them what a new run would compute), the step that was cut
+    off runs again (training from its last checkpoint), and the run ends where an uninterrupted one ends.
+    Without `resume` every step runs afresh (earlier results stay on disk)."""
     preflight(config)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if config.training.checkpoints is None:
+        training = config.training.model_copy(update={"checkpoints": str(out / "checkpoints")})
+        config = config.model_copy(update={"training": training})
+    cache = out / "artifacts" / ".kfp_cache"
+    if not resume and cache.exists():
+        shutil.rmtree(cache)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "artifacts"), raise_on_error=True
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "artifacts"), raise_on_error=True,
+        enable_caching=True, cache_root=str(cache),
     )
-    pipeline = build_pipeline(config)
+    pipeline = build_pipeline(config, local=True)
     started = time.monotonic()
-    run_started = time.time()
-    console, log = tee_to_log(out / "run.log")
+    console, log = tee_to_log(out / "run.log", append=resume)
     try:
-        with contextlib.redirect_stdout(console), warnings.catch_warnings():
+        with contextlib.redirect_stdout(console), warnings.catch_warnings(), show_cache_hits():
             # the images name the cluster's registry; locally every step runs in this environment
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
             # cluster placement (resources, node pools) is compiled in but has no meaning on this machine
@@ -79,12 +118,24 @@ def run_local(config: RunConfig, out: str | Path) -> Path:
         log.close()
         logged = (out / "run.log").read_text(encoding="utf-8", errors="replace")
         reason = step_error(logged) or re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-        raise StarError(f"The local run stopped: {reason} (full log: {out / 'run.log'}).") from e
+        raise StarError(f"The local run stopped: {reason} (full log: {out / 'run.log'}; finished steps are kept: "
+                        f"`star run --resume {out}` continues).") from e
     finally:
         log.close()
-    summary_dir, report_page = last_report(out / "artifacts", run_started)
+    summary_dir, report_page = last_report(out / "artifacts", config)
     for name in (SUMMARY, HISTORY):
         shutil.copy(summary_dir / name, out / name)
     shutil.copy(report_page, out / REPORT)
     print(f"finished in {time.monotonic() - started:.0f}s")
     return out
+
+
+def resume_config(out: str | Path) -> RunConfig:
+    """The configuration of the run in folder `out`, as it was started."""
+    from pipelines.config import load_config
+
+    path = Path(out) / "config.yaml"
+    if not path.exists():
+        raise StarError(f"{out} holds no run to resume (no config.yaml); give the --out folder of an earlier "
+                        "`star run`.")
+    return load_config(path)

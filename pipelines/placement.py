@@ -113,8 +113,9 @@ def image_for(kind: StepKind, cluster: ClusterConfig, backend: str) -> str:
     return images.ref("runtime")
 
 
-def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig) -> PipelineTask:
-    """Resources, node pool, /dev/shm, timeout, retries and credentials for one step."""
+def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: bool = True) -> PipelineTask:
+    """Resources, node pool, /dev/shm, timeout, retries (unless `retries` is off) and credentials for one
+    step."""
     from kfp import kubernetes
 
     placement = cluster.placement
@@ -140,7 +141,7 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig) -> Pipelin
         for t in tolerations:
             kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
     kubernetes.set_timeout(task, res.timeout_s)
-    if res.retries:
+    if retries and res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration="60s", backoff_factor=2.0,
                        backoff_max_duration="3600s")
     if cluster.storage.secret:

@@ -56,10 +56,10 @@ class ConsoleFilter(io.TextIOBase):
         if not stripped or stripped.startswith(_NOISE) or "Streamed logs" in line or "Warning: " in line:
             return False
         if " - INFO - " in line:
-            return "Executing task" in line or "finished with status" in line or "Pipeline" in line
+            return any(k in line for k in ("Executing task", "finished with status", "Pipeline", "cache hit"))
         return True
 
 
-def tee_to_log(path: Path) -> tuple[ConsoleFilter, TextIO]:
-    log = path.open("w", encoding="utf-8")
+def tee_to_log(path: Path, append: bool = False) -> tuple[ConsoleFilter, TextIO]:
+    log = path.open("a" if append else "w", encoding="utf-8", buffering=1)  # line by line: `tail -f` works
     return ConsoleFilter(log, sys.stdout), log

@@ -63,15 +63,15 @@ class IterationOutputs(NamedTuple):
     history: Dataset
 
 
-def iteration_pipeline(n: int, ops: Ops, config: RunConfig) -> Any:
+def iteration_pipeline(n: int, ops: Ops, config: RunConfig, local: bool = False) -> Any:
     """Iteration n: generate with the model of n-1 and rationalize the failures (per shard), build the
     fine-tuning set, train (from the base model), evaluate, report."""
 
     def run(step: Step, name: str, sampling: bool = False, **kwargs: Any) -> Any:
         task = step.component(**kwargs).set_display_name(f"iteration {n} · {name}")
-        if sampling:
+        if sampling and not local:
             task.set_caching_options(False)
-        return place(task, step.kind, config.cluster)
+        return place(task, step.kind, config.cluster, retries=not local)
 
     @dsl.pipeline(name=f"iteration-{n}", display_name=f"iteration {n}")
     def iteration(
@@ -102,12 +102,15 @@ def iteration_pipeline(n: int, ops: Ops, config: RunConfig) -> Any:
     return iteration
 
 
-def build_pipeline(config: RunConfig) -> Any:
+def build_pipeline(config: RunConfig, local: bool = False) -> Any:
+    """The STaR pipeline. `local`: for `star run` on this machine, where every step (sampling included: it is
+    seeded) may be taken from the run folder's cache when resuming, and a failed step is not retried (no
+    preemption here; a failure is a real one and is reported at once)."""
     ops = make_ops(config)
-    iterations = [iteration_pipeline(n, ops, config) for n in range(1, config.iterations + 1)]
+    iterations = [iteration_pipeline(n, ops, config, local) for n in range(1, config.iterations + 1)]
 
     def run(step: Step, name: str, **kwargs: Any) -> Any:
-        return place(step.component(**kwargs).set_display_name(name), step.kind, config.cluster)
+        return place(step.component(**kwargs).set_display_name(name), step.kind, config.cluster, retries=not local)
 
     @dsl.pipeline(
         name=f"star-{config.name}",

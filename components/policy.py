@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from components.errors import StarError
+from components.storage import cached_download, is_remote
 
 MODEL_REFERENCE = "star_model.json"  # in a base-model artifact that points at weights elsewhere
 
 
+def models_cache() -> Path:
+    """Where models built or downloaded on this machine are kept (`STAR_CACHE` overrides ~/.cache/star)."""
+    return Path(os.environ.get("STAR_CACHE", Path.home() / ".cache" / "star")) / "models"
+
+
 def model_source(model_dir: str | Path) -> str:
-    """A base-model artifact holds the weights, or a `star_model.json` naming a model ID or path."""
+    """A base-model artifact holds the weights, or a `star_model.json` naming a model ID, a path, or a folder in
+    object storage (s3://, gs://: downloaded once, verified against its manifest, into the models cache)."""
     ref = Path(model_dir) / MODEL_REFERENCE
-    if ref.exists():
-        return str(json.loads(ref.read_text())["source"])
-    return str(model_dir)
+    if not ref.exists():
+        return str(model_dir)
+    source = str(json.loads(ref.read_text())["source"])
+    if source.startswith("file://") or is_remote(source):
+        return str(cached_download(source, models_cache() / "remote"))
+    return source
 
 
 def is_adapter(checkpoint_dir: str | Path) -> bool:

@@ -6,14 +6,13 @@ built-in tiny model is built once (pre-trained on a seed set), cached, and copie
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 from kfp.dsl import Model, Output
 
 from components.base_model import RECIPE, SeedPretraining, build_base_model
-from components.policy import MODEL_REFERENCE
+from components.policy import MODEL_REFERENCE, models_cache
 from components.tiny_model import save_untrained
 
 BUILTIN_TINY = "builtin:tiny-arithmetic"  # the demo's base model: tiny, pre-trained on scratchpad sums
@@ -25,16 +24,12 @@ def recipe_key(recipe: SeedPretraining) -> str:
     return hashlib.sha256(recipe.model_dump_json().encode()).hexdigest()[:16]
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("STAR_CACHE", Path.home() / ".cache" / "star")) / "models"
-
-
 def builtin_base_model(recipe: SeedPretraining, cache_dir: str | Path | None = None) -> Path:
     """The tiny base model for `recipe`: the checkpoint shipped with the package when it was built from the
     same recipe, else a cached build, else built now (and cached)."""
     if (ASSETS / RECIPE).exists() and json.loads((ASSETS / RECIPE).read_text()) == recipe.model_dump(mode="json"):
         return ASSETS
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir else models_cache()
     target = cache / f"tiny-arithmetic-{recipe_key(recipe)}"
     if not (target / RECIPE).exists():
         print(f"building the tiny base model (cached at {target})")

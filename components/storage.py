@@ -30,6 +30,8 @@ _CHUNK = 1 << 20
 _CREDENTIAL_WORDS = ("secret", "password", "token", "access_key", "credential", "private_key")
 
 T = TypeVar("T")
+#: The package (with the pin the project was tested against) fsspec needs for a protocol.
+FSSPEC_PACKAGES = {"gs": "gcsfs==2026.10.0", "gcs": "gcsfs==2026.10.0"}
 
 
 class StorageConfig(BaseModel):
@@ -63,6 +65,20 @@ class StorageConfig(BaseModel):
                         "GOOGLE_APPLICATION_CREDENTIALS) or the provider's default chain"
                     )
         return data
+
+
+_default = StorageConfig()
+
+
+def configure(config: StorageConfig) -> None:
+    """The settings used where a caller passes none (task data loading, the training worker): a step sets them
+    from its run configuration when it reads it."""
+    global _default
+    _default = config
+
+
+def _settings(config: StorageConfig | None) -> StorageConfig:
+    return config if config is not None else _default
 
 
 class ManifestEntry(BaseModel):
@@ -344,7 +360,16 @@ class FsspecStore:
             try:
                 self.fs.rm_file(self._path(key))
             except FileNotFoundError:
-                pass
+                continue
+            parent = self._path(key).rsplit("/", 1)[0]
+            while len(parent) > len(self.root):  # filesystems with real folders: drop the ones left empty
+                try:
+                    if self.fs.ls(parent):
+                        break
+                    self.fs.rmdir(parent)
+                except (FileNotFoundError, NotImplementedError, OSError):
+                    break
+                parent = parent.rsplit("/", 1)[0]
 
 
 def is_remote(url: str) -> bool:
@@ -354,7 +379,7 @@ def is_remote(url: str) -> bool:
 def open_store(url: str, config: StorageConfig | None = None) -> Store:
     """The store rooted at `url`: a local path or file:// URL, s3://bucket/prefix, gs://bucket/prefix (or any
     other fsspec protocol)."""
-    config = config or StorageConfig()
+    config = _settings(config)
     if url.startswith("file://"):
         return LocalStore(Path(url[len("file://"):]))
     if "://" not in url:
@@ -371,8 +396,11 @@ def open_store(url: str, config: StorageConfig | None = None) -> Store:
     try:
         return FsspecStore(url)
     except ImportError as e:
-        raise StarError(f"Reading {url} needs the fsspec filesystem for {protocol}:// ({e}); for gs:// install "
-                        "gcsfs.") from e
+        pin = FSSPEC_PACKAGES.get(protocol)
+        if pin is None:
+            raise StarError(f"Reading {url} needs the fsspec filesystem for {protocol}:// ({e}).") from e
+        raise StarError(f"Reading {url} needs {pin.split('==')[0]} ({e}); install it with `pip install {pin}`."
+                        ) from e
     except ValueError as e:
         raise StarError(f"{url}: {e}.") from e
 
@@ -419,29 +447,41 @@ def _call(fn: Callable[[], T], what: str, url: str, config: StorageConfig) -> T:
 
 def list_objects(url: str, config: StorageConfig | None = None) -> dict[str, int]:
     """Every object under the folder `url` (recursive): key relative to `url` -> size."""
-    config = config or StorageConfig()
+    config = _settings(config)
     store = open_store(url, config)
     return _call(lambda: store.list(""), f"Listing {url}", url, config)
 
 
 def delete_objects(url: str, keys: list[str], config: StorageConfig | None = None) -> None:
-    config = config or StorageConfig()
+    config = _settings(config)
     store = open_store(url, config)
     _call(lambda: store.delete(keys), f"Deleting under {url}", url, config)
 
 
 def delete_dir(url: str, config: StorageConfig | None = None) -> None:
     """Remove a folder: its manifest first, so it stops counting as complete before any file goes."""
+    parent, name = split_url(url)
     keys = list_objects(url, config)
-    delete_objects(url, [MANIFEST], config)
-    delete_objects(url, [k for k in keys if k != MANIFEST], config)
+    delete_objects(parent, [f"{name}/{MANIFEST}"], config)
+    delete_objects(parent, [f"{name}/{k}" for k in keys if k != MANIFEST], config)
+
+
+def check_reachable(url: str, what: str, config: StorageConfig | None = None) -> None:
+    """Fail at once, with the setting to fix, when the bucket of `url` cannot be listed: a missing bucket,
+    refused credentials, or an endpoint that does not answer (tried briefly, not with the full retry budget)."""
+    config = _settings(config)
+    brief = config.model_copy(update={"attempts": min(config.attempts, 2), "timeout_seconds": 10.0})
+    try:
+        list_objects(url, brief)
+    except StarError as e:
+        raise StarError(f"{what} {url} cannot be used: {e}") from e
 
 
 # -- single objects -----------------------------------------------------------------------------------------
 
 
 def write_bytes(url: str, data: bytes, config: StorageConfig | None = None) -> None:
-    config = config or StorageConfig()
+    config = _settings(config)
     folder, name = split_url(url)
     store = open_store(folder, config)
     _call(lambda: store.put_bytes(data, name), f"Writing {url}", url, config)
@@ -449,7 +489,7 @@ def write_bytes(url: str, data: bytes, config: StorageConfig | None = None) -> N
 
 def read_bytes(url: str, config: StorageConfig | None = None) -> bytes | None:
     """The object's bytes, or None when there is no such object."""
-    config = config or StorageConfig()
+    config = _settings(config)
     folder, name = split_url(url)
     store = open_store(folder, config)
     return _call(lambda: store.get_bytes(name), f"Reading {url}", url, config)
@@ -469,7 +509,7 @@ def build_manifest(local_dir: Path) -> Manifest:
 def upload_dir(local_dir: str | Path, url: str, config: StorageConfig | None = None) -> Manifest:
     """Copy a folder to `url`: the old manifest (if any) is removed first, every file is uploaded, and the new
     manifest last, so a reader never takes a half-written folder for a complete one."""
-    config = config or StorageConfig()
+    config = _settings(config)
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
         raise StarError(f"{local_dir} is not a folder; nothing to upload.")
@@ -485,7 +525,7 @@ def upload_dir(local_dir: str | Path, url: str, config: StorageConfig | None = N
 
 def read_manifest(url: str, config: StorageConfig | None = None) -> Manifest | None:
     """The folder's manifest; None while the folder is incomplete (or absent)."""
-    config = config or StorageConfig()
+    config = _settings(config)
     store = open_store(url, config)
     raw = _call(lambda: store.get_bytes(MANIFEST), f"Reading {url}/{MANIFEST}", url, config)
     if raw is None:
@@ -503,7 +543,7 @@ def is_complete(url: str, config: StorageConfig | None = None) -> bool:
 def download_dir(url: str, local_dir: str | Path, config: StorageConfig | None = None) -> Manifest:
     """Copy the complete folder at `url` to `local_dir`, each file checked against the manifest (a mismatch is
     downloaded again). The folder appears at `local_dir` only once every file is in and verified."""
-    config = config or StorageConfig()
+    config = _settings(config)
     local_dir = Path(local_dir)
     manifest = read_manifest(url, config)
     if manifest is None:
@@ -537,7 +577,7 @@ def download_dir(url: str, local_dir: str | Path, config: StorageConfig | None =
 def cached_download(url: str, cache_root: str | Path, config: StorageConfig | None = None) -> Path:
     """A verified local copy of the folder at `url` under `cache_root`, downloaded again only when the
     folder's manifest has changed."""
-    config = config or StorageConfig()
+    config = _settings(config)
     manifest = read_manifest(url, config)
     if manifest is None:
         raise StarError(f"{url} is not a complete folder: it has no {MANIFEST} (its upload did not finish, or the "

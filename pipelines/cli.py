@@ -174,6 +174,9 @@ def _register_task_commands() -> None:
     app.add_typer(data_app, name="data", help="Check data files before spending GPU hours.")
     app.command("prompt")(prompt_command)
     app.command("score")(score_command)
+    from pipelines.storage_cli import storage_app
+
+    app.add_typer(storage_app, name="storage", help="Copy folders to and from object storage, verified.")
 
 
 _register_task_commands()

@@ -16,6 +16,7 @@ from components.distributed.deepspeed_config import DistributedConfig
 from components.errors import StarError
 from components.prepare_model import BUILTIN_TINY
 from components.storage import StorageConfig
+from components.storage import configure as configure_storage
 from components.tasks import ArithmeticConfig, TaskConfig
 from pipelines.placement import ClusterConfig
 
@@ -150,7 +151,11 @@ class RunConfig(_Strict):
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
-        return cls.model_validate_json(text)
+        """The configuration a step was given; its storage settings become the default for the step's reads
+        and writes of s3:// and gs:// locations."""
+        config = cls.model_validate_json(text)
+        configure_storage(config.storage)
+        return config
 
 
 def describe_validation_error(e: ValidationError, source: str) -> str:

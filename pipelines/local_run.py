@@ -43,15 +43,27 @@ def last_report(artifacts: Path, config: RunConfig) -> tuple[Path, Path]:
 
 
 def preflight(config: RunConfig) -> None:
-    """What can be known before any step starts: local data files and model folders exist."""
+    """What can be known before any step starts: local data files and model folders exist, and the buckets the
+    run reads or writes answer."""
+    from components.storage import MANIFEST, check_reachable, configure, is_remote, read_manifest
     from components.tasks.loading import DATA_SUFFIXES, is_url
 
+    configure(config.storage)
     path = getattr(config.task, "path", None)
     if path and not is_url(path) and path.lower().endswith(DATA_SUFFIXES) and not Path(path).exists():
         raise StarError(f"task.path {path} does not exist; point it at the {config.task.name} data file.")
+    if path and is_remote(path) and path.lower().endswith(DATA_SUFFIXES):
+        check_reachable(path.rsplit("/", 1)[0], "task.path")
     base = config.model.base
     if (base.startswith(("/", "./", "../")) or base.endswith(("/",))) and not Path(base).exists():
         raise StarError(f"model.base {base} does not exist; give a save_pretrained folder or a model ID.")
+    if is_remote(base):
+        check_reachable(base, "model.base")
+        if read_manifest(base) is None:
+            raise StarError(f"model.base {base} is not a complete model folder (no {MANIFEST}); upload it with "
+                            "`star storage put DIR URL`.")
+    if config.training.checkpoints and is_remote(config.training.checkpoints):
+        check_reachable(config.training.checkpoints, "training.checkpoints")
 
 
 def step_error(log_text: str) -> str | None:

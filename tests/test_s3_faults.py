@@ -254,7 +254,8 @@ def test_fault_surfaces_without_retries(kind: Fault, proxy: FaultProxy, bucket: 
     proxy.set_faults(FaultPlan.every(1, kind, methods=["GET"]))
     s3 = s3_client(retries=NO_RETRIES, **FAST_TIMEOUTS)
     with pytest.raises(EXPECTED_ERRORS[kind]) as error:
-        s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+        with s3.get_object(Bucket=bucket, Key="k")["Body"] as body:
+            body.read()
     if kind in ("500", "503"):
         status = error.value.response["ResponseMetadata"]["HTTPStatusCode"]  # type: ignore[attr-defined]
         assert (status, error.value.response["Error"]["Code"]) == (  # type: ignore[attr-defined]
@@ -300,8 +301,8 @@ def test_truncated_get_object_body_is_not_retried(proxy: FaultProxy, bucket: str
     s3 = s3_client(retries=RETRIES)
     response = s3.get_object(Bucket=bucket, Key="k")
     assert response["ContentLength"] == len(body)  # the headers promise the full body...
-    with pytest.raises(botocore.exceptions.ResponseStreamingError, match="IncompleteRead"):
-        response["Body"].read()  # ...which never comes, and nothing retries it
+    with pytest.raises(botocore.exceptions.ResponseStreamingError, match="IncompleteRead"), response["Body"] as cut:
+        cut.read()  # ...which never comes, and nothing retries it
     assert proxy.requests == 2  # the PUT and one GET
 
     target = tmp_path / "k"

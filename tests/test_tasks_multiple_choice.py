@@ -155,10 +155,10 @@ def test_remote_urls_are_read_through_fsspec(tmp_path: Path) -> None:
         task(path="memory://exam/missing.csv").read()
 
 
-def test_s3_without_s3fs_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if s3fs were not installed
-    with pytest.raises(StarError, match=r"needs s3fs .*pip install s3fs=="):
-        task(path="s3://bucket/science.csv").read()
+def test_gs_without_gcsfs_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if gcsfs were not installed
+    with pytest.raises(StarError, match=r"needs gcsfs .*pip install gcsfs=="):
+        task(path="gs://bucket/science.csv").read()
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from components.distributed.trainjob import (
     trainjob_manifest,
     wait_for_job,
 )
-from components.distributed.worker import WorkerResult, WorkerSpec
+from components.distributed.worker import WorkerResult, WorkerSpec, upload
 from components.errors import StarError
 from components.rows import TrainExample, write_rows
 
@@ -340,8 +340,10 @@ def test_train_on_nodes_stages_inputs_runs_the_job_and_fetches_the_model(k8s: Fa
         seen["spec"] = remote
         seen["examples"] = fsspec.open(remote.examples, "r").open().read()
         seen["base"] = fsspec.open(f"{remote.base_dir}/star_model.json", "r").open().read()
-        with fsspec.open(f"{remote.out_dir}/adapter_config.json", "w") as f:
-            f.write('{"r": 16}')
+        produced = tmp_path / "rank0-model"  # rank 0 saves the model and uploads it as the worker does
+        produced.mkdir()
+        (produced / "adapter_config.json").write_text('{"r": 16}')
+        upload(produced, remote.out_dir)
         with fsspec.open(remote.result, "w") as f:
             f.write(WorkerResult(steps=10, mean_loss=0.5, world_size=16, backend="nccl",
                                  deepspeed=True).model_dump_json())

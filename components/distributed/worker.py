@@ -5,8 +5,9 @@ TrainJob / PyTorchJob. Each rank builds the starting model exactly as the single
 (`components.train.initial_model`), trains it with `components.finetune.fit` under DeepSpeed ZeRO, and rank 0
 alone saves the LoRA adapter (or the full model) and then the result file, which marks the run as complete.
 
-Paths in the spec are local paths or object-storage URLs (`s3://`, `gs://`, ...: anything fsspec opens). URLs are
-downloaded once per node (the first local rank to take the lock does it) and the output is uploaded by rank 0.
+Paths in the spec are local paths or object-storage URLs (`s3://`, `gs://`, ...: read and written through
+`components.storage`). URLs are downloaded once per node (the first local rank to take the lock does it) and
+the output is uploaded by rank 0.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import storage
+from components.errors import StarError
 from components.finetune import FitResult
 
 COMPLETE = ".star-staged"
@@ -75,33 +78,18 @@ def _local(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
 
-def _fs(url: str) -> Any:
-    import fsspec
-
-    fs, _, paths = fsspec.get_fs_token_paths(url)
-    return fs, paths[0]
-
-
 def read_text(path: str) -> str:
     if not is_url(path):
         return Path(_local(path)).read_text(encoding="utf-8")
-    fs, p = _fs(path)
-    with fs.open(p, "r", encoding="utf-8") as f:
-        return f.read()
+    data = storage.read_bytes(path)
+    if data is None:
+        raise StarError(f"{path} does not exist.")
+    return data.decode("utf-8")
 
 
 def write_text(path: str, text: str) -> None:
-    """Write a small file; on object storage a PUT is atomic, locally a rename makes it so."""
-    if not is_url(path):
-        target = Path(_local(path))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-        return
-    fs, p = _fs(path)
-    with fs.open(p, "w", encoding="utf-8") as f:
-        f.write(text)
+    """Write a small file atomically (locally by rename, on object storage a PUT is whole or absent)."""
+    storage.write_bytes(_local(path), text.encode("utf-8"))
 
 
 @contextmanager
@@ -116,46 +104,29 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 
 def download(path: str, local: Path) -> Path:
-    """Copy the file or folder at URL `path` to `local` (a file lands at `local`, a folder's files under it)."""
-    fs, remote = _fs(path)
-    if fs.isdir(remote):
-        base = remote.rstrip("/")
-        local.mkdir(parents=True, exist_ok=True)
-        for f in fs.find(base):
-            target = local / f[len(base) + 1 :]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(f, str(target))
-    else:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fs.get_file(remote, str(local))
+    """Copy the folder (uploaded with its manifest; verified) or the single file at URL `path` to `local`."""
+    if storage.read_manifest(path) is not None:
+        storage.download_dir(path, local)
+        return local
+    data = storage.read_bytes(path)
+    if data is None:
+        raise StarError(f"{path} is neither a complete folder nor a file.")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(data)
     return local
 
 
 def upload(local: Path, path: str) -> None:
-    """Copy a local file or folder to `path`: a URL file by file, a local path by copying into place."""
-    if not is_url(path):
-        import shutil
-
-        if local.is_dir():
-            shutil.copytree(local, _local(path), dirs_exist_ok=True)
-        else:
-            Path(_local(path)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(local, _local(path))
-        return
-    fs, remote = _fs(path)
-    if local.is_file():
-        fs.put_file(str(local), remote)
-        return
-    base = remote.rstrip("/")
-    for f in sorted(p for p in local.rglob("*") if p.is_file()):
-        fs.put_file(str(f), f"{base}/{f.relative_to(local).as_posix()}")
+    """Copy a local folder (files, then its manifest) or file to `path`, a URL or a local path."""
+    if local.is_dir():
+        storage.upload_dir(local, _local(path))
+    else:
+        storage.write_bytes(_local(path), local.read_bytes())
 
 
 def remove(path: str) -> None:
-    """Delete a file or folder at URL `path` (missing is fine)."""
-    fs, remote = _fs(path)
-    if fs.exists(remote):
-        fs.rm(remote, recursive=True)
+    """Delete the folder at URL `path` (missing is fine)."""
+    storage.delete_dir(path)
 
 
 def stage_in(path: str, root: Path) -> str:

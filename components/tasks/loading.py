@@ -1,10 +1,10 @@
 """Reading task data and few-shot prompt files.
 
-Rows come from JSONL or CSV, from a local path, an `s3://`/`gs://` URL (fsspec; s3fs or gcsfs imported on
-demand) or a Hugging Face dataset (`datasets`, imported on demand). Every row is validated by the task's
-pydantic row model; a row that fails is reported with file, line and field and counted, never dropped
-silently. Few-shot files are blank-line separated worked examples; each is checked to be in the task's prompt
-format and to read out to its own answer.
+Rows come from JSONL or CSV, from a local path, an `s3://`/`gs://` URL (through `components.storage`: boto3
+for s3://, fsspec with gcsfs for gs://) or a Hugging Face dataset (`datasets`, imported on demand). Every row
+is validated by the task's pydantic row model; a row that fails is reported with file, line and field and
+counted, never dropped silently. Few-shot files are blank-line separated worked examples; each is checked to be
+in the task's prompt format and to read out to its own answer.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ R = TypeVar("R", bound=BaseModel)
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
 DATA_SUFFIXES = JSONL_SUFFIXES + CSV_SUFFIXES
-#: The package (with the pin the project was tested against) that fsspec needs for each remote protocol.
-REMOTE_PACKAGES = {"s3": "s3fs==2026.9.0", "s3a": "s3fs==2026.9.0", "gs": "gcsfs==2026.10.0", "gcs": "gcsfs==2026.10.0"}
 DATASETS_PIN = "datasets==5.2.0"
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -155,28 +153,25 @@ def parse_dataset_id(location: str) -> tuple[str, str | None, str]:
 
 
 def open_binary(location: str) -> IO[bytes]:
-    """A local file or an fsspec URL, opened for reading bytes; StarError when it does not exist or the
+    """A local file, or an object at a URL read whole through the storage layer (s3:// with boto3, gs:// and
+    other protocols with fsspec; retried on transient errors); StarError when it does not exist or the
     filesystem package for its protocol is not installed."""
     if not is_url(location):
         path = Path(location)
         if not path.is_file():
             raise MissingFile(f"{location} does not exist; pass the path of a JSONL or CSV data file.")
         return path.open("rb")
-    protocol = _URL.match(location).group(1).lower()  # type: ignore[union-attr]
-    try:
-        import fsspec
+    from components import storage
 
-        return fsspec.open(location, "rb").open()
-    except ImportError as e:
-        pin = REMOTE_PACKAGES.get(protocol)
-        if pin is None:
-            raise StarError(f"Reading {location} needs the fsspec filesystem for {protocol}:// ({e}).") from e
-        package = pin.split("==")[0]
-        raise StarError(f"Reading {location} needs {package} ({e}); install it with `pip install {pin}`.") from e
-    except FileNotFoundError as e:
-        raise MissingFile(f"{location} does not exist.") from e
+    try:
+        data = storage.read_bytes(location)
+    except StarError:
+        raise
     except Exception as e:  # credentials, permissions, network: the filesystem's own words
         raise StarError(f"Could not open {location}: {e}.") from e
+    if data is None:
+        raise MissingFile(f"{location} does not exist.")
+    return io.BytesIO(data)
 
 
 def read_text(location: str) -> str | None:

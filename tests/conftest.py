@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,31 @@ def small_config(cache: Path, **overrides: object) -> dict:
             target = target.setdefault(part, {})
         target[last] = value
     return cfg
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 protocol server (moto's server mode) on loopback, for the whole session."""
+    from tests.fakes.s3_server import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the loopback server; the environment holds dummy credentials (as a pod's would hold
+    real ones) and points boto3 at the server."""
+    import uuid
+
+    import boto3
+
+    from tests.fakes.s3_server import AWS_ENV_TO_CLEAR, s3_env
+
+    for name in AWS_ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    bucket = f"star-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket

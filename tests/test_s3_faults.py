@@ -16,13 +16,17 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import http.client
 import os
+import socket
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
@@ -228,6 +232,37 @@ def test_virtual_host_style_through_proxy_mode(proxy: FaultProxy) -> None:
     assert s3_client(proxy.upstream).get_object(Bucket=name, Key="a/b.txt")["Body"].read() == b"virtual"
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """Read one response head (status line and headers) from a raw socket."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"connection closed after {head!r}"
+        head += chunk
+    return head
+
+
+def test_raw_http_expect_continue_and_tcp_reset(proxy: FaultProxy, bucket: str) -> None:
+    host, port = "127.0.0.1", urlsplit(proxy.url).port
+    assert port is not None
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"PUT /{bucket}/raw HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 5\r\n"
+                     "Expect: 100-continue\r\n\r\n".encode())
+        assert read_head(sock) == b"HTTP/1.1 100 Continue\r\n\r\n"  # answered before the body is sent
+        sock.sendall(b"hello")
+        assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+
+    proxy.set_faults(FaultPlan.every(1, "reset", "reset_after_forward"))
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    for _ in range(2):
+        conn.request("HEAD", f"/{bucket}/raw")
+        with pytest.raises(ConnectionResetError):  # a RST, not a FIN (which would be RemoteDisconnected)
+            conn.getresponse()
+        conn.close()
+    assert proxy.injected == Counter({"reset": 1, "reset_after_forward": 1})
+    assert proxy.forwarded == 2  # the PUT and the HEAD that was reset after forwarding
+
+
 # -- faults ----------------------------------------------------------------------------------------------------
 
 # What a client sees when every attempt fails; truncate only bites on a body, so it is aimed at GetObject.
@@ -254,7 +289,9 @@ def test_fault_surfaces_without_retries(kind: Fault, proxy: FaultProxy, bucket: 
     proxy.set_faults(FaultPlan.every(1, kind, methods=["GET"]))
     s3 = s3_client(retries=NO_RETRIES, **FAST_TIMEOUTS)
     with pytest.raises(EXPECTED_ERRORS[kind]) as error:
-        with s3.get_object(Bucket=bucket, Key="k")["Body"] as body:
+        # closing(), not `with body:` -- StreamingBody.__enter__ returns the raw urllib3 stream, whose errors
+        # are urllib3's ProtocolError instead of botocore's ResponseStreamingError.
+        with closing(s3.get_object(Bucket=bucket, Key="k")["Body"]) as body:
             body.read()
     if kind in ("500", "503"):
         status = error.value.response["ResponseMetadata"]["HTTPStatusCode"]  # type: ignore[attr-defined]
@@ -301,8 +338,9 @@ def test_truncated_get_object_body_is_not_retried(proxy: FaultProxy, bucket: str
     s3 = s3_client(retries=RETRIES)
     response = s3.get_object(Bucket=bucket, Key="k")
     assert response["ContentLength"] == len(body)  # the headers promise the full body...
-    with pytest.raises(botocore.exceptions.ResponseStreamingError, match="IncompleteRead"), response["Body"] as cut:
+    with closing(response["Body"]) as cut, pytest.raises(botocore.exceptions.ResponseStreamingError) as error:
         cut.read()  # ...which never comes, and nothing retries it
+    assert "IncompleteRead" in str(error.value)
     assert proxy.requests == 2  # the PUT and one GET
 
     target = tmp_path / "k"

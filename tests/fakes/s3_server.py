@@ -9,7 +9,7 @@ variables from ``s3_env()`` (dummy keys) before creating a client, e.g. with ``m
     with moto_server() as endpoint, FaultProxy(endpoint, FaultPlan.every(3, "503", max_faults=5)) as proxy:
         for name, value in s3_env(proxy.url).items():
             monkeypatch.setenv(name, value)
-        boto3.client("s3").put_object(Bucket="b", Key="k", Body=b"x")
+        boto3.client("s3").put_object(Bucket="some-bucket", Key="k", Body=b"x")
         assert proxy.injected["503"] <= 5
 
 Fault kinds (``Fault``):
@@ -39,6 +39,7 @@ import struct
 import sys
 import threading
 import urllib.request
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ REGION = "us-east-1"
 # Headers that describe one hop of the connection, not the request; never forwarded as they are.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
                          "te", "trailer", "transfer-encoding", "upgrade", "expect"})
-_ERRORS: dict[str, tuple[int, str, str]] = {
+_ERRORS: dict[Fault | None, tuple[int, str, str]] = {
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
     "503": (503, "SlowDown", "Please reduce your request rate."),
 }
@@ -134,7 +135,7 @@ def moto_require_signatures(endpoint: str) -> Iterator[tuple[str, str]]:
 
     iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=DUMMY_ACCESS_KEY_ID,
                        aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY)
-    user = f"fault-proxy-{random.randrange(1 << 32):08x}"
+    user = f"fault-proxy-{uuid.uuid4().hex[:12]}"
     iam.create_user(UserName=user)
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
     iam.put_user_policy(UserName=user, PolicyName="s3-all", PolicyDocument=json.dumps(policy))
@@ -149,7 +150,7 @@ def moto_require_signatures(endpoint: str) -> Iterator[tuple[str, str]]:
 # -- fault schedule --------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class FaultPlan:
     """A reproducible fault schedule over the requests whose method is in ``methods`` (all when None) and whose
     raw target (path and query) matches the regex ``target`` (searched; all when None).
@@ -168,17 +169,18 @@ class FaultPlan:
     target: str | None = None
     max_faults: int | None = None
     injected: int = field(default=0, init=False)
+    _rates: dict[Fault, float] = field(init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)
     _eligible: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.rates = dict(self.rates)
-        self.kinds = tuple(self.kinds) or tuple(self.rates)
+        self._rates = dict(self.rates)
+        self.kinds = tuple(self.kinds) or tuple(self._rates)
         for kind in self.kinds:
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        if any(rate < 0 for rate in self.rates.values()) or sum(self.rates.values()) > 1:
-            raise ValueError(f"fault rates must be >= 0 and sum to at most 1: {self.rates}")
+        if any(rate < 0 for rate in self._rates.values()) or sum(self._rates.values()) > 1:
+            raise ValueError(f"fault rates must be >= 0 and sum to at most 1: {self._rates}")
         if self.every_nth is not None and (self.every_nth < 1 or not self.kinds):
             raise ValueError("every_nth needs n >= 1 and at least one fault kind")
         if self.methods is not None:
@@ -206,7 +208,7 @@ class FaultPlan:
                 fault = self.kinds[(self._eligible // self.every_nth - 1) % len(self.kinds)]
         else:
             draw, total = self._rng.random(), 0.0
-            for kind, rate in self.rates.items():
+            for kind, rate in self._rates.items():
                 total += rate
                 if draw < total:
                     fault = kind
@@ -305,31 +307,53 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, reason, headers, data, truncate=fault == "truncate")
 
     def _read_body(self) -> tuple[bytes | None, bool]:
-        """The request body (de-chunked) and whether it came chunked; None after replying 400 to a bad request."""
+        """The request body (de-chunked) and whether it came chunked; None if the request is unusable.
+
+        A malformed request gets a 400; one whose body ends early (the client gave up) gets no reply. Either way
+        the connection is closed and nothing is forwarded.
+        """
         encodings = [e.strip().lower() for e in self.headers.get("Transfer-Encoding", "").split(",") if e.strip()]
-        if encodings:
-            if encodings[-1] != "chunked":
-                self._send_s3_error(400, "BadRequest", "fault proxy: unsupported Transfer-Encoding")
-                return None, False
-            return self._read_chunked(), True
         length = self.headers.get("Content-Length")
-        if length is None:
-            return b"", False
-        if not length.strip().isdigit():
-            self._send_s3_error(400, "BadRequest", "fault proxy: bad Content-Length")
-            return None, False
-        return self.rfile.read(int(length)), False
+        try:
+            if encodings:
+                if encodings[-1] != "chunked":
+                    raise ValueError("unsupported Transfer-Encoding")
+                return self._read_chunked(), True
+            if length is None:
+                return b"", False
+            if not length.strip().isdigit():
+                raise ValueError("bad Content-Length")
+            body = self.rfile.read(int(length))
+            if len(body) < int(length):
+                raise EOFError
+            return body, False
+        except ValueError as exc:
+            self.close_connection = True
+            self._send_s3_error(400, "BadRequest", f"fault proxy: {exc}")
+        except EOFError:
+            self.close_connection = True
+        return None, False
 
     def _read_chunked(self) -> bytes:
         parts: list[bytes] = []
         while True:
-            size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
+            line = self.rfile.readline(65537)
+            if not line:
+                raise EOFError
+            size = int(line.split(b";", 1)[0].strip(), 16)  # ValueError: a malformed chunk
+            if size < 0:
+                raise ValueError("malformed chunk size")
             if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # HTTP trailers: dropped
-                    pass
+                while (trailer := self.rfile.readline(65537)) not in (b"\r\n", b"\n"):  # HTTP trailers: dropped
+                    if not trailer:
+                        raise EOFError
                 return b"".join(parts)
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(65537)  # CRLF after the chunk data
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise EOFError
+            if self.rfile.readline(65537) not in (b"\r\n", b"\n"):
+                raise ValueError("malformed chunk")
+            parts.append(data)
 
     def _forward(self, body: bytes, chunked: bool) -> tuple[int, str, list[tuple[str, str]], bytes]:
         proxy = self.server.proxy

@@ -269,7 +269,7 @@ class S3Store:
             endpoint_url=config.endpoint_url,
             region_name=config.region,
             config=Config(
-                retries={"max_attempts": 1, "mode": "standard"},  # with_retries does the retrying, with backoff
+                retries={"total_max_attempts": 1, "mode": "standard"},  # with_retries does the retrying, with backoff
                 s3={"addressing_style": "path" if config.path_style else "auto"},
                 connect_timeout=config.timeout_seconds,
                 read_timeout=config.timeout_seconds,

@@ -45,9 +45,13 @@ def run(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue the interrupted run in this folder, with the configuration it started with.",
     )] = None,
+    upload: Annotated[str | None, typer.Option(
+        "--upload", help="Also copy the run folder (artifacts, models, checkpoints, summary) to this s3:// or gs:// "
+        "folder when the run ends, finished or not.",
+    )] = None,
 ) -> None:
     """Run a STaR loop on this machine through kfp.local."""
-    from pipelines.local_run import resume_config, run_local
+    from pipelines.local_run import resume_config, run_local, upload_run
 
     if resume is not None:
         if config is not None or set_ or (out is not None and out.resolve() != resume.resolve()):
@@ -57,7 +61,15 @@ def run(
     else:
         cfg = load_config(config, set_)
         folder = out or Path("runs") / cfg.name
-    run_local(cfg, folder, resume=resume is not None)
+    if upload is not None:
+        from components.storage import check_reachable
+
+        check_reachable(upload, "--upload", cfg.storage)
+    try:
+        run_local(cfg, folder, resume=resume is not None)
+    finally:
+        if upload is not None:
+            upload_run(folder, upload, cfg)
     print_summary(json.loads((folder / "summary.json").read_text()))
     console.print(f"[green]wrote {folder / 'summary.json'} and {folder / 'report.html'}[/green]")
 

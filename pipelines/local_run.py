@@ -109,8 +109,9 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
         training = config.training.model_copy(update={"checkpoints": str(out / "checkpoints")})
         config = config.model_copy(update={"training": training})
     cache = out / "artifacts" / ".kfp_cache"
-    if not resume and cache.exists():
-        shutil.rmtree(cache)
+    if not resume:  # a new run: nothing is taken from an earlier one (its artifacts stay on disk)
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "artifacts"), raise_on_error=True,
@@ -140,6 +141,15 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
     shutil.copy(report_page, out / REPORT)
     print(f"finished in {time.monotonic() - started:.0f}s")
     return out
+
+
+def upload_run(out: str | Path, url: str, config: RunConfig) -> None:
+    """Copy the run folder to object storage (files first, manifest last), so the models, checkpoints and
+    artifacts of a local run end up in a bucket; the folder of a run that stopped is copied too."""
+    from components.storage import describe_manifest, upload_dir
+
+    manifest = upload_dir(out, url, config.storage)
+    print(f"copied {out} to {url} ({describe_manifest(manifest)})")
 
 
 def resume_config(out: str | Path) -> RunConfig:

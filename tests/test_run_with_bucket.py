@@ -11,7 +11,9 @@ import boto3
 import pytest
 import yaml
 
+from components import storage
 from components.prepare_model import ASSETS
+from components.storage import StorageConfig
 from tests.conftest import small_config
 from tests.fakes.s3_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, FaultPlan, FaultProxy
 
@@ -46,7 +48,7 @@ def test_local_run_with_model_and_checkpoints_in_a_bucket_leaks_no_credential(
         cfg["cluster"] = {"storage": {"secret": "star-s3"}}
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
         out = tmp_path / "run"
-        run = _star("run", str(tmp_path / "run.yaml"), "--out", str(out))
+        run = _star("run", str(tmp_path / "run.yaml"), "--out", str(out), "--upload", f"s3://{s3_bucket}/runs/test")
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         compiled = _star("compile", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "star.yaml"))
         assert compiled.returncode == 0, compiled.stderr
@@ -59,6 +61,9 @@ def test_local_run_with_model_and_checkpoints_in_a_bucket_leaks_no_credential(
                for k in keys)
     assert not any("/checkpoint-3/" in k or "/checkpoint-6/" in k for k in keys)  # older ones removed
     assert (tmp_path / "cache" / "models" / "remote").is_dir()  # the base model was fetched into the cache
+    uploaded = storage.read_manifest(f"s3://{s3_bucket}/runs/test", StorageConfig(endpoint_url=s3_endpoint))
+    assert uploaded is not None and {"summary.json", "report.html", "run.log", "config.yaml"} <= set(uploaded.files)
+    assert any(k.startswith("artifacts/") and k.endswith("adapter_config.json") for k in uploaded.files)
 
     # the compiled pipeline names the Secret the pods read credentials from, never a credential
     text = (tmp_path / "star.yaml").read_text()

@@ -145,3 +145,24 @@ def test_shards_split_the_questions_and_merge_back(oracle, tmp_path: Path) -> No
         rats.append(str(r))
     stats = build_finetune_set(_cfg(), str(train), dirs, rats, str(tmp_path / "set"))
     assert stats.solved_by_rationalization == 7 and stats.train_examples == 7
+
+
+def test_a_generation_shard_run_twice_writes_the_same_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Idempotent shards: a shard retried after preemption (or re-run by a resumed run) samples exactly what
+    the first attempt sampled, with the real hf backend and temperature sampling."""
+    train, _ = _setup(tmp_path, n=10)
+    cfg = RunConfig.model_validate({
+        "task": {"name": "arithmetic", "few_shot_digits": [2]},
+        "generation": {"num_samples": 3, "temperature": 1.0, "max_new_tokens": 12, "batch_size": 4},
+        "model": {"base": "builtin:tiny-untrained"},
+    }).to_json()
+    runs = []
+    for attempt in range(2):
+        out = tmp_path / f"attempt-{attempt}"
+        generate_mod.generate_rationales(cfg, 2, str(train), str(tiny_model_dir), str(tiny_model_dir), str(out),
+                                         shard=1, num_shards=2)
+        runs.append((out / ATTEMPTS).read_bytes())
+        assert not [p for p in out.iterdir() if p.name != ATTEMPTS]  # no temporary file left beside the rows
+    rows = read_rows(tmp_path / "attempt-0" / ATTEMPTS, Attempt)
+    assert runs[0] == runs[1] and len(rows) == 5 * 3
+    assert len({r.completion for r in rows}) > 1  # it did sample

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kfp.dsl import HTML, Dataset, Input, Output
 
-from components.artifacts import CONFIG_DIGEST, HISTORY, SUMMARY
+from components.artifacts import COMPARISON, CONFIG_DIGEST, HISTORY, SUMMARY
 from components.rows import IterationRecord, read_rows, write_rows
 
 SUMMARY_FIELDS = (
@@ -58,7 +58,32 @@ def line_chart(series: dict[str, list[tuple[int, float]]], width: int = 640, hei
     return "".join(parts)
 
 
-def render_html(title: str, history: list[IterationRecord]) -> str:
+ARM_LABELS = {"star": "STaR", "no_rationalization": "STaR without rationalization",
+              "seed_control": "control: seed set, same steps"}
+
+
+def comparison_html(arms: dict[str, list[IterationRecord]]) -> str:
+    """The paper's Figure 4 in miniature: held-out accuracy of STaR and its baselines by iteration."""
+    series = {ARM_LABELS.get(k, k): [(r.iteration, r.eval_accuracy) for r in h] for k, h in arms.items()}
+    iterations = sorted({r.iteration for h in arms.values() for r in h})
+    head = "".join(f"<th>{html.escape(ARM_LABELS.get(k, k))}</th>" for k in arms)
+    rows = []
+    for n in iterations:
+        cells = []
+        for h in arms.values():
+            acc = next((r.eval_accuracy for r in h if r.iteration == n), None)
+            cells.append(f"<td>{acc:.1%}</td>" if acc is not None else "<td>–</td>")
+        steps = next((r.train_steps for r in arms.get("star", []) if r.iteration == n), 0)
+        rows.append(f"<tr><td>{n}</td>{''.join(cells)}<td>{steps}</td></tr>")
+    return (
+        "<h2>STaR against its baselines</h2>"
+        f"{line_chart(series)}"
+        f"<table><tr><th>iteration</th>{head}<th>train steps (each arm)</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def render_html(title: str, history: list[IterationRecord], arms: dict[str, list[IterationRecord]] | None = None
+                ) -> str:
     series: dict[str, list[tuple[int, float]]] = {"overall": [(r.iteration, r.eval_accuracy) for r in history]}
     groups = sorted({g for r in history for g in r.eval_accuracy_by_group}, key=lambda g: (len(g), g))
     if len(groups) > 1:
@@ -91,6 +116,7 @@ def render_html(title: str, history: list[IterationRecord]) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"{comparison_html(arms) if arms else ''}"
         "<h2>Held-out accuracy by iteration</h2>"
         f"{line_chart(series)}"
         "<h2>Iterations</h2><table><tr><th>iteration</th><th>held-out accuracy</th>"
@@ -119,6 +145,30 @@ def report(config_json: str, history_dir: str, summary_dir: str, html_path: str)
     Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", history),
                                encoding="utf-8")
     return rows
+
+
+def compare(config_json: str, star_dir: str, ablation_dir: str, control_dir: str, summary_dir: str,
+            html_path: str) -> dict[str, list[dict]]:
+    """The run's report with the baselines: `summary.json` as for STaR alone, `comparison.json` with every
+    arm's summary rows, and the page with the three curves."""
+    from pipelines.config import RunConfig
+
+    config = RunConfig.from_json(config_json)
+    dirs = {"star": star_dir, "no_rationalization": ablation_dir, "seed_control": control_dir}
+    arms = {k: read_rows(Path(d) / HISTORY, IterationRecord) for k, d in dirs.items()}
+    report(config_json, star_dir, summary_dir, html_path)
+    comparison = {k: summary_rows(h) for k, h in arms.items()}
+    (Path(summary_dir) / COMPARISON).write_text(json.dumps(comparison, indent=2))
+    Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", arms["star"], arms),
+                               encoding="utf-8")
+    return comparison
+
+
+def compare_op(config_json: str, star: Input[Dataset], no_rationalization: Input[Dataset],
+               seed_control: Input[Dataset], summary: Output[Dataset], report_page: Output[HTML]):
+    from components.report import compare
+
+    compare(config_json, star.path, no_rationalization.path, seed_control.path, summary.path, report_page.path)
 
 
 def report_op(config_json: str, history: Input[Dataset], summary: Output[Dataset], report_page: Output[HTML]):

@@ -166,7 +166,7 @@ def submit(
 def report(run_dir: Annotated[Path, typer.Argument(help="The folder of a finished `star run`.")]) -> None:
     """Render the accuracy curve and sample rationales of a finished run (RUN/report.html) and print its
     summary."""
-    from components.artifacts import HISTORY, REPORT
+    from components.artifacts import COMPARISON, HISTORY, REPORT
     from components.report import render_html
     from components.rows import IterationRecord, read_rows
 
@@ -174,8 +174,12 @@ def report(run_dir: Annotated[Path, typer.Argument(help="The folder of a finishe
     if not history_path.exists():
         raise StarError(f"{run_dir} holds no {HISTORY}; pass the --out folder of a finished `star run`.")
     history = read_rows(history_path, IterationRecord)
+    arms = None
+    if (run_dir / COMPARISON).exists():
+        rows = json.loads((run_dir / COMPARISON).read_text())
+        arms = {arm: [IterationRecord.model_validate(r) for r in records] for arm, records in rows.items()}
     name = run_dir.name
-    (run_dir / REPORT).write_text(render_html(f"STaR run {name}", history), encoding="utf-8")
+    (run_dir / REPORT).write_text(render_html(f"STaR run {name}", history, arms), encoding="utf-8")
     print_summary(json.loads((run_dir / "summary.json").read_text()))
     console.print(f"[green]wrote {run_dir / REPORT}[/green]")
 

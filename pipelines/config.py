@@ -121,6 +121,9 @@ class EvaluationConfig(_Strict):
     temperature: float = Field(0.7, gt=0.0)
     #: Stop early when held-out accuracy has not improved for this many iterations (None: never).
     patience: int | None = Field(None, ge=1)
+    #: Also run, beside STaR, the ablation without rationalization (p_rationalization 0) and a control that
+    #: trains the base model on its seed set for as many steps as STaR trains; the report plots all three.
+    baselines: bool = False
 
 
 class RunConfig(_Strict):
@@ -145,6 +148,26 @@ class RunConfig(_Strict):
         if self.model.base == BUILTIN_TINY and self.task.name != "arithmetic":
             raise ValueError(f"model.base {BUILTIN_TINY!r} only knows the arithmetic task")
         return self
+
+    @model_validator(mode="after")
+    def _baselines_need_a_seed_set(self) -> RunConfig:
+        if not self.evaluation.baselines:
+            return self
+        if self.model.base != BUILTIN_TINY:
+            raise ValueError(f"evaluation.baselines needs model.base {BUILTIN_TINY!r}: the control trains on the "
+                             "seed set the base model was pre-trained on, known only for the built-in model")
+        if self.training.schedule.kind == "epochs":
+            raise ValueError("evaluation.baselines needs a step schedule (training.schedule.kind exponential or "
+                             "linear), so that the control trains exactly as many steps as STaR")
+        if self.evaluation.patience is not None or self.training.continue_from_previous:
+            raise ValueError("evaluation.baselines runs every iteration from the base model; set "
+                             "evaluation.patience to null and training.continue_from_previous to false")
+        return self
+
+    def ablation(self) -> RunConfig:
+        """The same run without rationalization (the paper's ablation)."""
+        r = self.rationalization.model_copy(update={"p_rationalization": 0.0})
+        return self.model_copy(update={"rationalization": r})
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from kfp import local
 
-from components.artifacts import CONFIG_DIGEST, HISTORY, REPORT, SUMMARY
+from components.artifacts import COMPARISON, CONFIG_DIGEST, HISTORY, REPORT, SUMMARY
 from components.errors import StarError
 from components.report import config_digest
 from pipelines.config import RunConfig
@@ -28,15 +28,15 @@ def last_report(artifacts: Path, config: RunConfig) -> tuple[Path, Path]:
     last one): among the report artifacts under `artifacts` made from `config`, written in this run or taken
     from the cache by a resumed one, the one with the longest history."""
     digest = config_digest(config.to_json())
-    best: tuple[int, Path, Path] | None = None
+    best: tuple[tuple[int, bool], Path, Path] | None = None
     for summary in artifacts.glob(f"*/**/{SUMMARY}"):
         marker = summary.parent / CONFIG_DIGEST
         if summary.parent.name != "summary" or not marker.exists() or marker.read_text().strip() != digest:
             continue
         page = summary.parent.parent / "report_page"
-        rows = len(json.loads(summary.read_text()))
-        if page.exists() and (best is None or rows > best[0]):
-            best = (rows, summary.parent, page)
+        rank = (len(json.loads(summary.read_text())), (summary.parent / COMPARISON).exists())
+        if page.exists() and (best is None or rank > best[0]):
+            best = (rank, summary.parent, page)
     if best is None:
         raise StarError(f"The run wrote no report under {artifacts}; see run.log.")
     return best[1], best[2]
@@ -136,8 +136,9 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
     finally:
         log.close()
     summary_dir, report_page = last_report(out / "artifacts", config)
-    for name in (SUMMARY, HISTORY):
-        shutil.copy(summary_dir / name, out / name)
+    for name in (SUMMARY, HISTORY, COMPARISON):
+        if (summary_dir / name).exists():
+            shutil.copy(summary_dir / name, out / name)
     shutil.copy(report_page, out / REPORT)
     print(f"finished in {time.monotonic() - started:.0f}s")
     return out

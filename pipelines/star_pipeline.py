@@ -16,7 +16,8 @@ from components.generate import generate_op
 from components.prepare_data import prepare_data_op
 from components.prepare_model import prepare_model_op
 from components.rationalize import rationalize_op
-from components.report import report_op
+from components.report import compare_op, report_op
+from components.seed_control import seed_set_op
 from components.train import train_op
 from pipelines.config import RunConfig
 from pipelines.placement import StepKind, image_for, place
@@ -41,6 +42,8 @@ class Ops:
     evaluate: Step
     report: Step
     keep_going: Step
+    seed_set: Step
+    compare: Step
 
 
 def make_ops(config: RunConfig) -> Ops:
@@ -55,6 +58,7 @@ def make_ops(config: RunConfig) -> Ops:
         generate=op(generate_op, "generate"), rationalize=op(rationalize_op, "generate"),
         finetune_set=op(finetune_set_op, "cpu"), train=op(train_op, "train"),
         evaluate=op(evaluate_op, "evaluate"), report=op(report_op, "cpu"), keep_going=op(continue_op, "cpu"),
+        seed_set=op(seed_set_op, "cpu"), compare=op(compare_op, "cpu"),
     )
 
 
@@ -141,6 +145,32 @@ def build_pipeline(config: RunConfig, local: bool = False) -> Any:
             with dsl.If(check.output == True, name=f"continue after iteration {n}"):  # noqa: E712
                 chain(n + 1, step.outputs["checkpoint"], step.outputs["history"])
 
-        chain(1, base_model, ev0.outputs["history"])
+        if not config.evaluation.baselines:
+            chain(1, base_model, ev0.outputs["history"])
+            return
+        # STaR, the ablation without rationalization, and the same-compute control, side by side
+        ablation_json = config.ablation().to_json()
+        seed = run(ops.seed_set, "seed control · seed set", config_json=config_json)
+        arms = {}
+        for arm, arm_json in (("star", config_json), ("no_rationalization", ablation_json)):
+            policy, history = base_model, ev0.outputs["history"]
+            for n in range(1, config.iterations + 1):
+                label = f"iteration {n}" if arm == "star" else f"no rationalization · iteration {n}"
+                step = iterations[n - 1](
+                    config_json=arm_json, train=data.outputs["train"], eval_set=data.outputs["eval_set"],
+                    base_model=base_model, policy=policy, history_in=history,
+                ).set_display_name(label)
+                policy, history = step.outputs["checkpoint"], step.outputs["history"]
+            arms[arm] = history
+        history = ev0.outputs["history"]
+        for n in range(1, config.iterations + 1):
+            tr = run(ops.train, f"seed control · iteration {n} · train", config_json=config_json, iteration=n,
+                     finetune_set=seed.outputs["finetune_set"], base_model=base_model, previous=base_model)
+            ev = run(ops.evaluate, f"seed control · iteration {n} · evaluate", config_json=config_json,
+                     iteration=n, eval_set=data.outputs["eval_set"], base_model=base_model,
+                     policy=tr.outputs["checkpoint"], history_in=history)
+            history = ev.outputs["history"]
+        run(ops.compare, "report with baselines", config_json=config_json, star=arms["star"],
+            no_rationalization=arms["no_rationalization"], seed_control=history)
 
     return star

@@ -1,0 +1,44 @@
+"""Step: the fine-tuning set of the same-compute control. It trains the base model on the seed set it was
+pre-trained on (no rationales of its own, no hints), for as many steps as STaR trains in the same iteration,
+so a gain of STaR over the control is not just more training."""
+
+from pathlib import Path
+
+from kfp.dsl import Dataset, Output
+
+from components.artifacts import FINETUNE, SET_STATS
+from components.rows import SetStats, TrainExample, write_rows
+
+
+def seed_set(config_json: str, out_dir: str) -> SetStats:
+    """The built-in base model's seed sums as (hint-free question, scratchpad and answer) pairs: the same shape,
+    and the same loss on rationale and answer tokens only, as the examples STaR keeps."""
+    import random
+
+    from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
+    from pipelines.config import RunConfig
+
+    config = RunConfig.from_json(config_json)
+    recipe = config.model.builtin
+    task = ArithmeticTask()
+    rng = random.Random(recipe.stages[0].seed)
+    digits = list(range(1, len(recipe.digit_weights) + 1))
+    rows = []
+    for i in range(recipe.stages[0].seed_examples):
+        d = rng.choices(digits, weights=recipe.digit_weights)[0]
+        ex = make_example(random_operand(rng, d), random_operand(rng, d), f"seed-{i}")
+        rows.append(TrainExample(id=ex.id, source="generation", prompt=task.question(ex, hint=False, direct=False),
+                                 completion=task.target(ex, direct=False)))
+    out = Path(out_dir)
+    write_rows(out / FINETUNE, rows)
+    stats = SetStats(train_questions=0, solved_by_generation=0, solved_by_rationalization=0,
+                     train_examples=len(rows), kept_generation=len(rows), kept_rationalization=0)
+    (out / SET_STATS).write_text(stats.model_dump_json(indent=2))
+    return stats
+
+
+def seed_set_op(config_json: str, finetune_set: Output[Dataset]):
+    from components.seed_control import seed_set
+
+    stats = seed_set(config_json, finetune_set.path)
+    finetune_set.metadata["examples"] = stats.train_examples

@@ -1,7 +1,7 @@
 """Step: generate rationales for every training question with the previous iteration's model, and score
 them with the task's answer check (the filter: `correct` marks the rationales STaR keeps)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -40,6 +40,9 @@ def uses_few_shot(no_prompt: bool, iteration: int) -> bool:
     return not (no_prompt and iteration > 1)
 
 
+CHUNK_QUESTIONS = 4096  # questions generated (and their attempts held) at a time
+
+
 def generation_seed(seed: int, iteration: int, stage: int, shard: int = 0) -> int:
     return seed * 100_003 + iteration * 10 + stage + shard * 7_919
 
@@ -66,12 +69,26 @@ def generate_rationales(
     generator = load_generator(gen, base_dir, policy_dir)
     prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=uses_few_shot(gen.no_prompt, iteration))
     questions = [task.question(e, hint=False, direct=gen.direct) for e in examples]
-    sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0, shard))
     label = f"iteration {iteration} · generate" + (f" · shard {shard}" if num_shards > 1 else "")
-    outputs = generator.generate(prefix, questions, sampling, task.stop, label=label)
-    attempts = score(task, examples, outputs, source="generation", saved_prompts=questions, direct=gen.direct)
-    write_rows(Path(out_dir) / ATTEMPTS, attempts)
-    solved = len({a.id for a in attempts if a.correct})
+    solved_ids: set[str] = set()
+    parts = max(1, -(-len(examples) // CHUNK_QUESTIONS))
+
+    def attempts() -> Iterator[Attempt]:
+        """Generated and scored a chunk at a time and written as they come: memory stays flat however many
+        questions there are. Chunk k samples with its own seed (chunk 0 with the shard's)."""
+        for k in range(parts):
+            part = slice(k * CHUNK_QUESTIONS, (k + 1) * CHUNK_QUESTIONS)
+            sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0, shard) + k * 1_000_003)
+            outputs = generator.generate(prefix, questions[part], sampling, task.stop,
+                                         label=label + (f" · part {k + 1}/{parts}" if parts > 1 else ""))
+            for a in score(task, examples[part], outputs, source="generation", saved_prompts=questions[part],
+                           direct=gen.direct):
+                if a.correct:
+                    solved_ids.add(a.id)
+                yield a
+
+    write_rows(Path(out_dir) / ATTEMPTS, attempts())
+    solved = len(solved_ids)
     stats = {"questions": len(examples), "solved": solved, "solved_share": solved / len(examples)}
     print(f"iteration {iteration}: generation solved {solved}/{len(examples)} training questions"
           + (f" (shard {shard} of {num_shards})" if num_shards > 1 else ""))

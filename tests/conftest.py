@@ -52,6 +52,18 @@ def small_config(cache: Path, **overrides: object) -> dict:
     return cfg
 
 
+def write_finetune_dir(folder: Path, rows: list) -> Path:
+    """A fine-tuning-set artifact (rows and their counts) as the train step reads it."""
+    from components.artifacts import FINETUNE, SET_STATS
+    from components.rows import SetStats, write_rows
+
+    write_rows(folder / FINETUNE, rows)
+    stats = SetStats(train_questions=len(rows), solved_by_generation=len(rows), solved_by_rationalization=0,
+                     train_examples=len(rows), kept_generation=len(rows), kept_rationalization=0)
+    (folder / SET_STATS).write_text(stats.model_dump_json())
+    return folder
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 protocol server (moto's server mode) on loopback, for the whole session."""

@@ -9,27 +9,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.artifacts import FINETUNE, SET_STATS
 from components.checkpoints import CheckpointCallback, complete_steps
 from components.finetune import Preempted
-from components.rows import SetStats, TrainExample, write_rows
+from components.rows import TrainExample
 from components.storage import MANIFEST
 from components.train import checkpoint_plan, train
 from pipelines.config import RunConfig
+from tests.conftest import write_finetune_dir
 
 
 def _finetune_dir(tmp: Path) -> Path:
-    d = tmp / "finetune"
     rows = [
         TrainExample(id=str(i), source="generation", prompt=f"Input:\n{i} + 1{'0' * (i % 3)}\nTarget:\n",
                      completion=str(i + 1) * (1 + i % 2))
         for i in range(8)
     ]
-    write_rows(d / FINETUNE, rows)
-    stats = SetStats(train_questions=8, solved_by_generation=8, solved_by_rationalization=0, train_examples=8,
-                     kept_generation=8, kept_rationalization=0)
-    (d / SET_STATS).write_text(stats.model_dump_json())
-    return d
+    return write_finetune_dir(tmp / "finetune", rows)
 
 
 def _config(method: str, checkpoints: str | None, every: int = 3) -> str:

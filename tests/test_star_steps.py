@@ -166,3 +166,14 @@ def test_a_generation_shard_run_twice_writes_the_same_rows(tiny_model_dir: Path,
     rows = read_rows(tmp_path / "attempt-0" / ATTEMPTS, Attempt)
     assert runs[0] == runs[1] and len(rows) == 5 * 3
     assert len({r.completion for r in rows}) > 1  # it did sample
+
+
+def test_generation_works_a_chunk_at_a_time(oracle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many questions are generated, scored and written a chunk at a time (flat memory), losing none."""
+    monkeypatch.setattr(generate_mod, "CHUNK_QUESTIONS", 4)
+    train, _ = _setup(tmp_path, n=10)
+    stats = generate_mod.generate_rationales(_cfg(), 1, str(train), "b", "p", str(tmp_path / "gen"))
+    assert [len(q) for _, q in oracle.calls] == [4, 4, 2]
+    rows = read_rows(tmp_path / "gen" / ATTEMPTS, Attempt)
+    assert [a.id for a in rows] == [f"q{i}" for i in range(10)] and stats["questions"] == 10
+    assert stats["solved"] == 0  # the oracle needs the hint

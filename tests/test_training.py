@@ -4,11 +4,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from components.artifacts import FINETUNE, SET_STATS, TRAIN_STATS
+from components.artifacts import TRAIN_STATS
 from components.finetune import IGNORE, CompletionCollator, encode_example, fit
-from components.rows import SetStats, TrainExample, write_rows
+from components.rows import TrainExample
 from components.train import train
 from pipelines.config import RunConfig
+from tests.conftest import write_finetune_dir
 
 
 def test_prompt_tokens_carry_no_loss(tiny_model_dir: Path) -> None:
@@ -34,16 +35,11 @@ def test_prompt_tokens_carry_no_loss(tiny_model_dir: Path) -> None:
 
 
 def _finetune_dir(tmp: Path) -> Path:
-    d = tmp / "finetune"
     rows = [
         TrainExample(id=str(i), source="generation", prompt=f"Input:\n{i} + 1\nTarget:\n", completion=str(i + 1))
         for i in range(8)
     ]
-    write_rows(d / FINETUNE, rows)
-    stats = SetStats(train_questions=8, solved_by_generation=8, solved_by_rationalization=0, train_examples=8,
-                     kept_generation=8, kept_rationalization=0)
-    (d / SET_STATS).write_text(stats.model_dump_json())
-    return d
+    return write_finetune_dir(tmp / "finetune", rows)
 
 
 def _config(method: str, continue_from_previous: bool, lr: float) -> str:

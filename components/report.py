@@ -130,7 +130,8 @@ def config_digest(config_json: str) -> str:
     return hashlib.sha256(config_json.encode()).hexdigest()
 
 
-def report(config_json: str, history_dir: str, summary_dir: str, html_path: str) -> list[dict]:
+def report(config_json: str, history_dir: str, summary_dir: str, html_path: str,
+           arms: dict[str, list[IterationRecord]] | None = None) -> list[dict]:
     from pipelines.config import RunConfig
 
     config = RunConfig.from_json(config_json)
@@ -142,7 +143,7 @@ def report(config_json: str, history_dir: str, summary_dir: str, html_path: str)
     (out / CONFIG_DIGEST).write_text(config_digest(config_json))
     write_rows(out / HISTORY, history)  # with the sample rationales, for `star report`
     Path(html_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", history),
+    Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", history, arms),
                                encoding="utf-8")
     return rows
 
@@ -151,16 +152,12 @@ def compare(config_json: str, star_dir: str, ablation_dir: str, control_dir: str
             html_path: str) -> dict[str, list[dict]]:
     """The run's report with the baselines: `summary.json` as for STaR alone, `comparison.json` with every
     arm's summary rows, and the page with the three curves."""
-    from pipelines.config import RunConfig
 
-    config = RunConfig.from_json(config_json)
     dirs = {"star": star_dir, "no_rationalization": ablation_dir, "seed_control": control_dir}
     arms = {k: read_rows(Path(d) / HISTORY, IterationRecord) for k, d in dirs.items()}
-    report(config_json, star_dir, summary_dir, html_path)
+    report(config_json, star_dir, summary_dir, html_path, arms)
     comparison = {k: summary_rows(h) for k, h in arms.items()}
     (Path(summary_dir) / COMPARISON).write_text(json.dumps(comparison, indent=2))
-    Path(html_path).write_text(render_html(f"STaR run {config.name} · task {config.task.name}", arms["star"], arms),
-                               encoding="utf-8")
     return comparison
 
 

@@ -124,9 +124,7 @@ def is_transient(e: BaseException) -> bool:
     missing buckets, refused credentials or bad requests. Wrapped errors (boto3's S3UploadFailedError wraps
     the ClientError it caught) are judged by what they wrap."""
     inner = e.__cause__ or e.__context__
-    if inner is not None and _is_transient_here(inner) or inner is not None and is_transient(inner):
-        return True
-    return _is_transient_here(e)
+    return _is_transient_here(e) or (inner is not None and is_transient(inner))
 
 
 def _is_transient_here(e: BaseException) -> bool:

@@ -31,13 +31,13 @@ from components.distributed.worker import (
     WorkerResult,
     WorkerSpec,
     download,
-    is_url,
     read_result,
     remove,
     upload,
     write_text,
 )
 from components.errors import StarError
+from components.storage import is_remote
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 PATCH_MANAGER = "star.kubeflow.org/train-step"
@@ -478,7 +478,7 @@ def train_on_nodes(
     `spec.out_dir` (a local folder of the step) and rank 0's result is returned."""
     from kubernetes import client as k8s
 
-    if not cfg.staging_uri or not is_url(cfg.staging_uri):
+    if not cfg.staging_uri or not is_remote(cfg.staging_uri):
         raise StarError("training.distributed.staging_uri must be an object-storage URL (s3://, gs://, ...) that "
                         "the job's pods can reach.")
     name = job_name(settings.run_name, spec.iteration)

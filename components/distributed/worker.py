@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components import storage
 from components.errors import StarError
 from components.finetune import FitResult
+from components.storage import is_remote
 
 COMPLETE = ".star-staged"
 
@@ -70,16 +71,12 @@ class WorkerResult(BaseModel):
         return FitResult(steps=self.steps, mean_loss=self.mean_loss)
 
 
-def is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def _local(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
 
 def read_text(path: str) -> str:
-    if not is_url(path):
+    if not is_remote(path):
         return Path(_local(path)).read_text(encoding="utf-8")
     data = storage.read_bytes(path)
     if data is None:
@@ -133,7 +130,7 @@ def stage_in(path: str, root: Path) -> str:
     """A local copy of `path` (a file or a folder): local paths are returned as they are; a URL is downloaded
     once into `root` (keyed by the URL, so the same URL always lands in the same folder) under a file lock, so
     the ranks of one node share one download."""
-    if not is_url(path):
+    if not is_remote(path):
         return _local(path)
     key = hashlib.sha256(path.encode()).hexdigest()[:16]
     marker = root / key / COMPLETE
@@ -211,9 +208,9 @@ def run(spec: WorkerSpec, stage_root: Path | None = None) -> WorkerResult | None
             max_length=t.max_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
             seed=config.seed + spec.iteration, label=spec.label, deepspeed=spec.deepspeed,
         )
-        local_out = Path(work) / "model" if is_url(spec.out_dir) else Path(_local(spec.out_dir))
+        local_out = Path(work) / "model" if is_remote(spec.out_dir) else Path(_local(spec.out_dir))
         save_model(model, tok, local_out, full=t.method == "full", zero3=_zero3(spec.deepspeed), rank=rank)
-        if rank == 0 and is_url(spec.out_dir):
+        if rank == 0 and is_remote(spec.out_dir):
             upload(local_out, spec.out_dir)
     distributed = dist.is_available() and dist.is_initialized()
     if distributed:

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.finetune import fit
-from components.rows import TrainExample
+from components.rows import Example, TrainExample
 from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
 from components.tiny_model import TinyModelConfig, build_model, build_tokenizer
 
@@ -56,17 +56,23 @@ class SeedPretraining(BaseModel):
     stages: list[SeedStage] = Field(default_factory=_default_stages, min_length=1)
 
 
-def seed_documents(cfg: SeedPretraining, stage: SeedStage) -> list[TrainExample]:
-    """Worked examples in the prompt's shape (several per document are joined by blank lines)."""
+def seed_sums(cfg: SeedPretraining, stage: SeedStage) -> list[tuple[Example, bool]]:
+    """The sums of a stage's seed set, each with whether its question shows the answer as a hint."""
     rng = random.Random(stage.seed)
-    task = ArithmeticTask()
     digits = list(range(1, len(cfg.digit_weights) + 1))
-    blocks = []
+    sums = []
     for i in range(stage.seed_examples):
         d = rng.choices(digits, weights=cfg.digit_weights)[0]
         ex = make_example(random_operand(rng, d), random_operand(rng, d), f"seed-{i}")
-        hint = rng.random() < cfg.hint_share
-        blocks.append(task.question(ex, hint=hint, direct=False) + task.target(ex, direct=False))
+        sums.append((ex, rng.random() < cfg.hint_share))
+    return sums
+
+
+def seed_documents(cfg: SeedPretraining, stage: SeedStage) -> list[TrainExample]:
+    """Worked examples in the prompt's shape (several per document are joined by blank lines)."""
+    task = ArithmeticTask()
+    blocks = [task.question(ex, hint=hint, direct=False) + task.target(ex, direct=False)
+              for ex, hint in seed_sums(cfg, stage)]
     k = cfg.examples_per_document
     return [
         TrainExample(id=f"doc-{i}", source="generation", prompt="", completion="\n\n".join(blocks[i : i + k]))

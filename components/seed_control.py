@@ -11,24 +11,17 @@ from components.rows import SetStats, TrainExample, write_rows
 
 
 def seed_set(config_json: str, out_dir: str) -> SetStats:
-    """The built-in base model's seed sums as (hint-free question, scratchpad and answer) pairs: the same shape,
-    and the same loss on rationale and answer tokens only, as the examples STaR keeps."""
-    import random
-
-    from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
+    """The sums of the built-in base model's first seed stage as (hint-free question, scratchpad and answer)
+    pairs: the same shape, and the same loss on rationale and answer tokens only, as the examples STaR keeps."""
+    from components.base_model import seed_sums
+    from components.tasks.arithmetic import ArithmeticTask
     from pipelines.config import RunConfig
 
-    config = RunConfig.from_json(config_json)
-    recipe = config.model.builtin
+    recipe = RunConfig.from_json(config_json).model.builtin
     task = ArithmeticTask()
-    rng = random.Random(recipe.stages[0].seed)
-    digits = list(range(1, len(recipe.digit_weights) + 1))
-    rows = []
-    for i in range(recipe.stages[0].seed_examples):
-        d = rng.choices(digits, weights=recipe.digit_weights)[0]
-        ex = make_example(random_operand(rng, d), random_operand(rng, d), f"seed-{i}")
-        rows.append(TrainExample(id=ex.id, source="generation", prompt=task.question(ex, hint=False, direct=False),
-                                 completion=task.target(ex, direct=False)))
+    rows = [TrainExample(id=ex.id, source="generation", prompt=task.question(ex, hint=False, direct=False),
+                         completion=task.target(ex, direct=False))
+            for ex, _ in seed_sums(recipe, recipe.stages[0])]
     out = Path(out_dir)
     write_rows(out / FINETUNE, rows)
     stats = SetStats(train_questions=0, solved_by_generation=0, solved_by_rationalization=0,

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from components.artifacts import FINETUNE
+from components.base_model import seed_documents
 from components.errors import StarError
 from components.rows import TrainExample, read_rows
 from components.seed_control import seed_set
@@ -31,6 +32,12 @@ def test_the_control_trains_on_hint_free_seed_sums(tmp_path: Path) -> None:
         a, b = (int(x.replace(" ", "")) for x in row.prompt.split("\n")[1].split(" + "))
         assert task.extract_answer(row.completion, direct=False) == str(a + b)
     assert {len(r.prompt.split("\n")[1].split(" + ")[0].replace(" ", "")) for r in rows} == {1, 2, 3, 4, 5}
+    # exactly the sums the base model was pre-trained on (its first stage), not fresh ones
+    recipe = config.model.builtin
+    docs = seed_documents(recipe, recipe.stages[0])
+    assert len(docs) == len(rows)
+    for doc, row in zip(docs, rows, strict=True):
+        assert doc.completion.endswith(row.completion) and row.prompt.split("\n")[1] in doc.completion
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -23,18 +23,22 @@ from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
 
 
-def last_report(artifacts: Path, config: RunConfig) -> tuple[Path, Path]:
+def last_report(artifacts: Path, config: RunConfig, since: float | None = None) -> tuple[Path, Path]:
     """The report of the last iteration that ran for this configuration (early stop may end a run before the
-    last one): among the report artifacts under `artifacts` made from `config`, written in this run or taken
-    from the cache by a resumed one, the one with the longest history."""
+    last one): among the report artifacts under `artifacts` made from `config` (and written at or after
+    `since`, when given: a new run must not report an earlier run's results from the same folder), the one with
+    the longest history, with the baselines if any, written last."""
     digest = config_digest(config.to_json())
-    best: tuple[tuple[int, bool], Path, Path] | None = None
+    best: tuple[tuple[int, bool, float], Path, Path] | None = None
     for summary in artifacts.glob(f"*/**/{SUMMARY}"):
         marker = summary.parent / CONFIG_DIGEST
         if summary.parent.name != "summary" or not marker.exists() or marker.read_text().strip() != digest:
             continue
+        written = summary.stat().st_mtime
+        if since is not None and written < since:
+            continue
         page = summary.parent.parent / "report_page"
-        rank = (len(json.loads(summary.read_text())), (summary.parent / COMPARISON).exists())
+        rank = (len(json.loads(summary.read_text())), (summary.parent / COMPARISON).exists(), written)
         if page.exists() and (best is None or rank > best[0]):
             best = (rank, summary.parent, page)
     if best is None:
@@ -118,7 +122,7 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
         enable_caching=True, cache_root=str(cache),
     )
     pipeline = build_pipeline(config, local=True)
-    started = time.monotonic()
+    started, run_started = time.monotonic(), time.time()
     console, log = tee_to_log(out / "run.log", append=resume)
     try:
         with contextlib.redirect_stdout(console), warnings.catch_warnings(), show_cache_hits():
@@ -135,7 +139,8 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
                         f"`star run --resume {out}` continues).") from e
     finally:
         log.close()
-    summary_dir, report_page = last_report(out / "artifacts", config)
+    # a resumed run may take its last report from the cache; a new one only reports what it wrote
+    summary_dir, report_page = last_report(out / "artifacts", config, None if resume else run_started)
     for name in (SUMMARY, HISTORY, COMPARISON):
         if (summary_dir / name).exists():
             shutil.copy(summary_dir / name, out / name)

@@ -1,11 +1,13 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import components.finetune
 from components.artifacts import TRAIN_STATS
-from components.finetune import IGNORE, CompletionCollator, encode_example, fit
+from components.finetune import IGNORE, CompletionCollator, encode_example, fit, micro_batch_rows
 from components.rows import TrainExample
 from components.train import train
 from pipelines.config import RunConfig
@@ -105,3 +107,33 @@ def test_fit_runs_exactly_the_requested_steps(tiny_model_dir: Path, tmp_path: Pa
     result = fit(model, tok, rows, max_steps=5, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=2)
     assert result.steps == 5 and result.mean_loss is not None
     assert fit(model, tok, [], max_steps=5, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=2).steps == 0
+
+
+def test_micro_batch_rows_divide_the_batch_within_the_token_budget() -> None:
+    assert micro_batch_rows(16, 224, 1024) == 4
+    assert micro_batch_rows(16, 100, 1024) == 8  # 10 rows fit, 8 is the largest divisor of 16 that does
+    assert micro_batch_rows(8, 10, 1024) == 8
+    assert micro_batch_rows(7, 224, 1024) == 1
+    assert micro_batch_rows(4, 5000, 1024) == 1
+
+
+def test_micro_batches_make_the_same_update_as_one_pass(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rows of very different completion lengths: the step's loss must be the mean over all its completion
+    # tokens, not a mean of per-pass means, for the passes to add up to the one-pass update
+    rows = [TrainExample(id=str(i), source="generation", prompt="Q" * (i + 1), completion="7" * (1 + 9 * (i % 3)))
+            for i in range(8)]
+    results, weights = [], []
+    for budget in (10_000, 1):  # one pass per step, then one row per pass
+        monkeypatch.setattr(components.finetune, "CPU_MICRO_BATCH_TOKENS", budget)
+        torch.manual_seed(0)
+        tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        results.append(fit(model, tok, rows, max_steps=3, output_dir=str(tmp_path / str(budget)),
+                           learning_rate=1e-2, batch_size=4))
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    assert results[0].steps == results[1].steps == 3
+    assert results[0].mean_loss == pytest.approx(results[1].mean_loss, rel=1e-5)
+    for name, w in weights[0].items():
+        torch.testing.assert_close(weights[1][name], w, rtol=1e-4, atol=1e-5)

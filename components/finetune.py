@@ -5,6 +5,7 @@ Loss falls on the completion (rationale + answer + end of text) only: prompt tok
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -192,8 +193,10 @@ def fit(
         bf16=bool(deepspeed and (deepspeed.get("bf16") or {}).get("enabled") is True),
     )
     progress = _ProgressCallback(label, max_steps)
-    with StopRequest() as stop:
-        saver = CheckpointCallback(checkpoints, stop) if checkpoints else None
+    # SIGTERM becomes a checkpoint-and-stop request only when there is somewhere to checkpoint to; without a plan it
+    # keeps its default meaning (end the process), or a `kill` of a plain training run would be ignored
+    with StopRequest() if checkpoints else contextlib.nullcontext() as stop:
+        saver = CheckpointCallback(checkpoints, stop) if checkpoints and stop else None
         trainer = _Trainer(
             model=model, args=args, train_dataset=_ListDataset(rows),
             data_collator=CompletionCollator(tokenizer.pad_token_id),

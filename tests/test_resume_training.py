@@ -92,3 +92,38 @@ def test_checkpoints_are_per_inputs_and_off_without_a_location(tiny_model_dir: P
     c = checkpoint_plan(_config("full", str(tmp_path)), 1, str(data))
     assert a is not None and b is not None and c is not None
     assert len({a.url, b.url, c.url}) == 3 and a == checkpoint_plan(_config("lora", str(tmp_path)), 1, str(data))
+
+
+def test_sigterm_ends_a_training_that_has_nowhere_to_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # without a checkpoint plan (benchmarks, `make base-model`), SIGTERM keeps its default meaning: `kill` ends
+    # the process instead of being swallowed by the checkpoint-and-stop handler
+    script = f"""
+import os, signal
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+import components.finetune as f
+from components.rows import TrainExample
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+class T(f._Trainer):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.add_callback(Kill())
+
+f._Trainer = T
+tok = AutoTokenizer.from_pretrained({str(tiny_model_dir)!r})
+model = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r})
+rows = [TrainExample(id=str(i), source="generation", prompt="1 + 1 =", completion=" 2") for i in range(4)]
+f.fit(model, tok, rows, max_steps=50, output_dir={str(tmp_path / "out")!r}, learning_rate=1e-3, batch_size=2)
+print("finished all steps")
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == -signal.SIGTERM, done.stderr[-2000:]
+    assert "finished all steps" not in done.stdout

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteriaList
 
-from components.backends.hf import HFGenerator, SamplingConfig, StopOnStrings, cut_at_stop
+from components.backends.hf import HFGenerator, StopOnStrings
+from components.backends.sampling import SamplingConfig, cut_at_stop
 from components.policy import load_policy
 from components.prepare_model import ASSETS
 from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.finetune import fit
 from components.rows import Example, TrainExample
 from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
 from components.tiny_model import TinyModelConfig, build_model, build_tokenizer
@@ -82,6 +81,8 @@ def seed_documents(cfg: SeedPretraining, stage: SeedStage) -> list[TrainExample]
 
 def build_base_model(path: str | Path, cfg: SeedPretraining) -> Path:
     """Pre-train the tiny model on the seed set and save it (model + tokenizer) at `path`, atomically."""
+    from components.finetune import fit  # torch: only when a model is built, not when the recipe is read
+
     path = Path(path)
     tok = build_tokenizer()
     model = build_model(cfg.tiny, tok)

@@ -47,7 +47,8 @@ def extra_metrics(
     """maj@k and pass@k over `evaluation.num_samples` samples; MAP@3 where the task ranks options (multiple
     choice) and the backend gives scores (hf)."""
     from components import metrics
-    from components.backends.hf import HFGenerator, SamplingConfig
+    from components.backends.hf import HFGenerator
+    from components.backends.sampling import SamplingConfig
 
     out: dict[str, float] = {}
     ev, gen = config.evaluation, config.generation
@@ -79,7 +80,7 @@ def evaluate(
     out_dir: str,
 ) -> IterationRecord:
     from components.backends import load_generator
-    from components.backends.hf import SamplingConfig
+    from components.backends.sampling import SamplingConfig
     from components.generate import score, uses_few_shot
     from components.tasks import make_task
     from pipelines.config import RunConfig

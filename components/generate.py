@@ -7,7 +7,7 @@ from pathlib import Path
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components.artifacts import ATTEMPTS, EXAMPLES
-from components.backends.hf import SamplingConfig
+from components.backends.sampling import SamplingConfig
 from components.rows import Attempt, Example, Source, read_rows, write_rows
 from components.tasks.base import Task
 

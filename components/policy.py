@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+if TYPE_CHECKING:  # transformers is imported where a model is loaded: steps that only read the config stay light
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from components.errors import StarError
 from components.storage import cached_download, is_remote
@@ -36,6 +38,8 @@ def is_adapter(checkpoint_dir: str | Path) -> bool:
 
 
 def load_pretrained(source: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source)

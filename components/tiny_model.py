@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
-from tokenizers import Tokenizer, decoders, models
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # imported where a model is built: the config (read by every step) stays free of torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 CHARACTERS = [c for c in string.printable if c not in "\t\r\x0b\x0c"]  # printable ASCII and newline
@@ -31,6 +33,9 @@ class TinyModelConfig(BaseModel):
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """One token per character (BPE without merges), unknown characters map to <unk>."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARACTERS)}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     core.decoder = decoders.Fuse()
@@ -42,6 +47,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 def build_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(config.seed)
     llama = LlamaConfig(

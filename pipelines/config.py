@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from components.backends.hf import SamplingConfig
+from components.backends.sampling import SamplingConfig
 from components.backends.vllm import VLLMConfig
 from components.base_model import SeedPretraining
 from components.distributed.deepspeed_config import DistributedConfig

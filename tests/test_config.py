@@ -81,3 +81,20 @@ def test_a_step_error_reaches_the_user_as_its_own_sentence() -> None:
     log = "    raise StarError(...)\n    components.errors.StarError: data.jsonl, line 3: field 'answer' missing.\n"
     assert step_error(log) == "data.jsonl, line 3: field 'answer' missing."
     assert step_error("all fine") is None
+
+
+def test_steps_that_load_no_model_do_not_import_torch(tmp_path: Path) -> None:
+    # every step parses the run configuration in a fresh process; the steps that load no model (the data, the
+    # fine-tuning set, the control's seed set, early stop, the report) must not pay for importing torch and
+    # transformers, which cost several seconds a step in a local run
+    code = f"""
+import sys
+from pipelines.config import RunConfig
+import components.prepare_data, components.finetune_set, components.early_stop, components.report
+from components.seed_control import seed_set
+seed_set(RunConfig.from_json(RunConfig().to_json()).to_json(), {str(tmp_path)!r})
+print(sorted(m for m in ("torch", "transformers") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip().splitlines()[-1] == "[]"

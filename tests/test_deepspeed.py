@@ -14,7 +14,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from components.backends.hf import HFGenerator, SamplingConfig
+from components.backends.hf import HFGenerator
+from components.backends.sampling import SamplingConfig
 from components.distributed import DistributedConfig, deepspeed_config
 from components.distributed.launcher import (
     job_worker_command,

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from components.backends.hf import HFGenerator, SamplingConfig, cut_at_stop
+from components.backends.hf import HFGenerator
+from components.backends.sampling import SamplingConfig, cut_at_stop
 
 PREFIX = "Input:\n1 2 + 3 4\nTarget:\n<scratch>\n</scratch>\n4 6\n\n"
 QUESTIONS = [f"Input:\n{q}\nTarget:\n" for q in ("1 + 2", "9 9 + 1 1", "5 5 5 + 4 4 4", "7 + 8", "1 2 3 4 + 5")]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from components.backends.hf import SamplingConfig
+from components.backends.sampling import SamplingConfig
 from components.backends.vllm import (
     VLLMConfig,
     VLLMGenerator,

@@ -13,20 +13,10 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from transformers import DynamicCache, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
+from components.backends.sampling import SamplingConfig, cut_at_stop
 from components.progress import ProgressLine
-
-
-class SamplingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(256, ge=1)
-    seed: int = 0
 
 
 class StopOnStrings(StoppingCriteria):
@@ -120,11 +110,3 @@ class HFGenerator:
             bar.update(len(idx))
         return results
 
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cut = len(text)
-    for s in stop:
-        k = text.find(s)
-        if k != -1:
-            cut = min(cut, k)
-    return text[:cut]

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.backends.hf import SamplingConfig, cut_at_stop
+from components.backends.sampling import SamplingConfig, cut_at_stop
 from components.errors import StarError
 from components.progress import ProgressLine
 

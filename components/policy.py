@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # transformers is imported where a model is loaded: steps that only read the config stay light
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
 from components.errors import StarError
 from components.storage import cached_download, is_remote
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded: steps that only read the config stay light
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MODEL_REFERENCE = "star_model.json"  # in a base-model artifact that points at weights elsewhere
 

@@ -22,6 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from results_table import publish  # benchmarks/ is on sys.path when a script runs
+
 TASK = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - (Executing task|Task .* finished with status|Running pipeline|"
                   r"Pipeline .* finished)")
 NAME = re.compile(r"Executing task '([a-z0-9-]+)'")
@@ -100,10 +102,7 @@ def main() -> None:
         f"{upper / wall:.1%} |",
         "",
     ])
-    print(text)
-    if args.append:
-        with args.append.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.append)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from results_table import publish  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
@@ -77,10 +79,7 @@ def main() -> None:
         lines.append(f"| {r['n']:,} | {r['seconds']:.0f} | {r['seconds'] / r['n'] * 1000:.1f} | "
                      f"{r['seconds'] / linear:.2f}× | {r['peak_mb']:.0f} | {r['loaded_mb']:.0f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.append:
-        with args.append.open("a") as f:
-            f.write(text)
+    publish(text, args.append)
 
 
 if __name__ == "__main__":

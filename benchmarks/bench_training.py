@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_table import publish  # benchmarks/ is on sys.path when a script runs
+
 ROWS = 480
 BATCH = 16
 LR = 5e-4
@@ -103,10 +105,7 @@ def main() -> None:
         lines.append(f"| {label} | {m['seconds']:.1f} | {m['tokens_per_s']:.0f} | "
                      f"{m['tokens_per_s'] / med['trl']['tokens_per_s']:.2f}× | {m['peak_rss_mb']:.0f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.append:
-        with args.append.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.append)
 
 
 if __name__ == "__main__":

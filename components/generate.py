@@ -74,8 +74,8 @@ def generate_rationales(
     parts = max(1, -(-len(examples) // CHUNK_QUESTIONS))
 
     def attempts() -> Iterator[Attempt]:
-        """Generated and scored a chunk at a time and written as they come: memory stays flat however many
-        questions there are. Chunk k samples with its own seed (chunk 0 with the shard's)."""
+        """Generated and scored a chunk at a time and written as they come, so the attempts of all questions
+        are never held at once. Chunk k samples with its own seed (chunk 0 with the shard's)."""
         for k in range(parts):
             part = slice(k * CHUNK_QUESTIONS, (k + 1) * CHUNK_QUESTIONS)
             sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0, shard) + k * 1_000_003)

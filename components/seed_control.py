@@ -1,5 +1,5 @@
-"""Step: the fine-tuning set of the same-compute control. It trains the base model on the seed set it was
-pre-trained on (no rationales of its own, no hints), for as many steps as STaR trains in the same iteration,
+"""Step: the fine-tuning set of the same-compute control. It trains the base model on the sums of its first
+pre-training stage (no rationales of its own, no hints), for as many steps as STaR trains in the same iteration,
 so a gain of STaR over the control is not just more training."""
 
 from pathlib import Path

@@ -8,9 +8,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import (
@@ -133,6 +133,8 @@ class _ProgressCallback(TrainerCallback):
 class FitResult:
     steps: int
     mean_loss: float | None
+    #: The learning rate of every step, as the Trainer logged it.
+    learning_rates: list[float] = field(default_factory=list)
 
 
 def fit(
@@ -147,6 +149,7 @@ def fit(
     gradient_accumulation_steps: int = 1,
     max_length: int = 1024,
     warmup_ratio: float = 0.0,
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
     weight_decay: float = 0.0,
     seed: int = 0,
     label: str = "train",
@@ -175,7 +178,7 @@ def fit(
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=gradient_accumulation_steps * (batch_size // micro),
         learning_rate=learning_rate,
-        lr_scheduler_type="constant_with_warmup",
+        lr_scheduler_type={"constant": "constant_with_warmup"}.get(lr_schedule, lr_schedule),
         warmup_steps=math.ceil(warmup_ratio * max_steps),
         weight_decay=weight_decay,
         logging_steps=1,
@@ -213,5 +216,7 @@ def fit(
             f"{saver.plan.url}, and running the step again continues from it."
         )
     # the mean of the logged per-step losses: a resumed run has them all (trainer state is in the checkpoint)
-    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    return FitResult(steps=int(trainer.state.global_step), mean_loss=sum(losses) / len(losses) if losses else None)
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    losses = [float(h["loss"]) for h in logged]
+    return FitResult(steps=int(trainer.state.global_step), mean_loss=sum(losses) / len(losses) if losses else None,
+                     learning_rates=[float(h["learning_rate"]) for h in logged if "learning_rate" in h])

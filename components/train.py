@@ -119,7 +119,8 @@ def train(
             result = fit(
                 model, tok, examples, max_steps=steps, output_dir=work, learning_rate=t.learning_rate,
                 batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-                max_length=t.max_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                max_length=t.max_length, warmup_ratio=t.warmup_ratio, lr_schedule=t.lr_schedule,
+                weight_decay=t.weight_decay,
                 seed=config.seed + iteration, label=f"iteration {iteration} · train",
                 checkpoints=checkpoint_plan(config_json, iteration, finetune_dir),
             )

@@ -98,6 +98,9 @@ class TrainingConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=8)
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    #: The learning rate over an iteration's steps after warm-up (transformers' `lr_scheduler_type`): constant,
+    #: or decayed to zero by its last step (cosine, linear).
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     weight_decay: float = Field(0.0, ge=0.0)
     #: Start each iteration from the previous iteration's weights instead of the base model (paper: off).
     continue_from_previous: bool = False

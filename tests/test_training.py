@@ -109,6 +109,21 @@ def test_fit_runs_exactly_the_requested_steps(tiny_model_dir: Path, tmp_path: Pa
     assert fit(model, tok, [], max_steps=5, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=2).steps == 0
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
+def test_the_learning_rate_follows_the_schedule(tiny_model_dir: Path, tmp_path: Path, schedule: str) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = [TrainExample(id="a", source="generation", prompt="p", completion="c")] * 3
+    lrs = fit(model, tok, rows, max_steps=8, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=2,
+              warmup_ratio=0.25, lr_schedule=schedule).learning_rates  # type: ignore[arg-type]
+    assert len(lrs) == 8
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3)  # two warm-up steps (the Trainer's start at 0)
+    if schedule == "constant":
+        assert lrs[2:] == pytest.approx([1e-3] * 6)
+    else:  # decays every step after warm-up, towards zero at the end
+        assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 0.2e-3
+
+
 def test_micro_batch_rows_divide_the_batch_within_the_token_budget() -> None:
     assert micro_batch_rows(16, 224, 1024) == 4
     assert micro_batch_rows(16, 100, 1024) == 8  # 10 rows fit, 8 is the largest divisor of 16 that does

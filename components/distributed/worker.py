@@ -205,7 +205,8 @@ def run(spec: WorkerSpec, stage_root: Path | None = None) -> WorkerResult | None
         result = fit(
             model, tok, examples, max_steps=spec.max_steps, output_dir=work, learning_rate=t.learning_rate,
             batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-            max_length=t.max_length, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+            max_length=t.max_length, warmup_ratio=t.warmup_ratio, lr_schedule=t.lr_schedule,
+            weight_decay=t.weight_decay,
             seed=config.seed + spec.iteration, label=spec.label, deepspeed=spec.deepspeed,
         )
         local_out = Path(work) / "model" if is_remote(spec.out_dir) else Path(_local(spec.out_dir))

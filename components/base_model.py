@@ -14,8 +14,9 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.rows import Example, TrainExample
 from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
@@ -25,15 +26,26 @@ RECIPE = "seed_pretraining.json"  # saved beside the weights: the recipe a built
 
 
 class SeedStage(BaseModel):
-    """One stage of pre-training: a seed set of `seed_examples` sums (drawn with `seed`), `steps` optimizer
-    steps, Adam restarted (with a fresh warm-up in the first chunk) every `restart_every` steps."""
+    """One stage of pre-training: `seed_examples` new sums (drawn with `seed`), with `replay` also the sums of
+    every earlier stage, for `steps` optimizer steps; Adam restarted (with a fresh warm-up in the first chunk)
+    every `restart_every` steps. The learning rate (the recipe's unless set) is constant after warm-up, or
+    decays to zero over each chunk (`lr_schedule` cosine/linear: an annealing stage)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    seed_examples: int = Field(ge=1)
+    seed_examples: int = Field(ge=0)
     seed: int = 0
+    replay: bool = False
     steps: int = Field(ge=1)
     restart_every: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+
+    @model_validator(mode="after")
+    def _has_sums(self) -> SeedStage:
+        if self.seed_examples == 0 and not self.replay:
+            raise ValueError("a seed stage needs seed_examples > 0 or replay: true (it has no sums to train on)")
+        return self
 
 
 def _default_stages() -> list[SeedStage]:
@@ -67,11 +79,23 @@ def seed_sums(cfg: SeedPretraining, stage: SeedStage) -> list[tuple[Example, boo
     return sums
 
 
-def seed_documents(cfg: SeedPretraining, stage: SeedStage) -> list[TrainExample]:
-    """Worked examples in the prompt's shape (several per document are joined by blank lines)."""
+def all_seed_sums(cfg: SeedPretraining) -> list[tuple[Example, bool]]:
+    """Every sum the base model is pre-trained on: the new sums of all its stages."""
+    return [s for stage in cfg.stages for s in seed_sums(cfg, stage)]
+
+
+def stage_sums(cfg: SeedPretraining, n: int) -> list[tuple[Example, bool]]:
+    """The sums stage `n` (0-based) trains on: its own, after those of the earlier stages when it replays them."""
+    stage = cfg.stages[n]
+    earlier = [s for prior in cfg.stages[:n] for s in seed_sums(cfg, prior)] if stage.replay else []
+    return earlier + seed_sums(cfg, stage)
+
+
+def seed_documents(cfg: SeedPretraining, n: int) -> list[TrainExample]:
+    """Stage `n`'s worked examples in the prompt's shape (several per document are joined by blank lines)."""
     task = ArithmeticTask()
     blocks = [task.question(ex, hint=hint, direct=False) + task.target(ex, direct=False)
-              for ex, hint in seed_sums(cfg, stage)]
+              for ex, hint in stage_sums(cfg, n)]
     k = cfg.examples_per_document
     return [
         TrainExample(id=f"doc-{i}", source="generation", prompt="", completion="\n\n".join(blocks[i : i + k]))
@@ -84,17 +108,18 @@ def build_base_model(path: str | Path, cfg: SeedPretraining) -> Path:
     from components.finetune import fit  # torch: only when a model is built, not when the recipe is read
 
     path = Path(path)
-    tok = build_tokenizer()
+    tok = build_tokenizer(cfg.tiny.digit_tokens)
     model = build_model(cfg.tiny, tok)
-    for n, stage in enumerate(cfg.stages, 1):
-        docs = seed_documents(cfg, stage)
+    for n, stage in enumerate(cfg.stages):
+        docs = seed_documents(cfg, n)
         chunk = stage.restart_every or stage.steps
         for c, start in enumerate(range(0, stage.steps, chunk)):
             with tempfile.TemporaryDirectory() as work:
                 fit(
                     model, tok, docs, max_steps=min(chunk, stage.steps - start), output_dir=work,
-                    learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                    warmup_ratio=0.05 if c == 0 else 0.0, seed=c, label=f"pre-train base model · stage {n}",
+                    learning_rate=stage.learning_rate or cfg.learning_rate, batch_size=cfg.batch_size,
+                    warmup_ratio=0.05 if c == 0 else 0.0, lr_schedule=stage.lr_schedule, seed=c,
+                    label=f"pre-train base model · stage {n + 1}",
                 )
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

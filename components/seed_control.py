@@ -1,5 +1,5 @@
-"""Step: the fine-tuning set of the same-compute control. It trains the base model on the sums of its first
-pre-training stage (no rationales of its own, no hints), for as many steps as STaR trains in the same iteration,
+"""Step: the fine-tuning set of the same-compute control. It trains the base model on its seed set, every sum it
+was pre-trained on (no rationales of its own, no hints), for as many steps as STaR trains in the same iteration,
 so a gain of STaR over the control is not just more training."""
 
 from pathlib import Path
@@ -11,9 +11,10 @@ from components.rows import SetStats, TrainExample, write_rows
 
 
 def seed_set(config_json: str, out_dir: str) -> SetStats:
-    """The sums of the built-in base model's first seed stage as (hint-free question, scratchpad and answer)
-    pairs: the same shape, and the same loss on rationale and answer tokens only, as the examples STaR keeps."""
-    from components.base_model import seed_sums
+    """The sums of the built-in base model's seed set (all its pre-training stages) as (hint-free question,
+    scratchpad and answer) pairs: the same shape, and the same loss on rationale and answer tokens only, as the
+    examples STaR keeps."""
+    from components.base_model import all_seed_sums
     from components.tasks.arithmetic import ArithmeticTask
     from pipelines.config import RunConfig
 
@@ -21,7 +22,7 @@ def seed_set(config_json: str, out_dir: str) -> SetStats:
     task = ArithmeticTask()
     rows = [TrainExample(id=ex.id, source="generation", prompt=task.question(ex, hint=False, direct=False),
                          completion=task.target(ex, direct=False))
-            for ex, _ in seed_sums(recipe, recipe.stages[0])]
+            for ex, _ in all_seed_sums(recipe)]
     out = Path(out_dir)
     write_rows(out / FINETUNE, rows)
     stats = SetStats(train_questions=0, solved_by_generation=0, solved_by_rationalization=0,

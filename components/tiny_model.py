@@ -29,15 +29,21 @@ class TinyModelConfig(BaseModel):
     num_heads: int = Field(4, ge=1)
     max_positions: int = Field(1024, ge=64)
     seed: int = 0
+    #: A space followed by a digit is one token (" 7"): each spaced digit of a sum takes one position, not two.
+    digit_tokens: bool = False
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per character (BPE without merges), unknown characters map to <unk>."""
+def build_tokenizer(digit_tokens: bool = False) -> PreTrainedTokenizerFast:
+    """One token per character (BPE without merges), unknown characters map to <unk>; with `digit_tokens`, one
+    merge per digit makes a space and the digit after it a single token."""
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    merges = [(" ", d) for d in string.digits] if digit_tokens else []
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     core.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
@@ -68,7 +74,7 @@ def build_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> 
 
 def save_untrained(path: str | Path, config: TinyModelConfig) -> Path:
     path = Path(path)
-    tok = build_tokenizer()
+    tok = build_tokenizer(config.digit_tokens)
     build_model(config, tok).save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -5,16 +5,18 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import components.prepare_model as pm
-from components.base_model import RECIPE, SeedPretraining, SeedStage, seed_documents
+from components.base_model import RECIPE, SeedPretraining, SeedStage, seed_documents, seed_sums, stage_sums
 from components.policy import MODEL_REFERENCE, load_policy
-from components.tasks.arithmetic import ArithmeticTask
+from components.tasks.arithmetic import ArithmeticTask, scratchpad
+from components.tiny_model import build_tokenizer
 from pipelines.config import RunConfig
 from tests.conftest import SMALL_BUILTIN
 
 
 def test_seed_set_covers_the_whole_digit_range_in_few_shot_shaped_documents() -> None:
-    cfg = SeedPretraining(digit_weights=[8, 4, 2, 1, 1], examples_per_document=3)
-    docs = seed_documents(cfg, SeedStage(seed_examples=300, seed=0, steps=1))
+    cfg = SeedPretraining(digit_weights=[8, 4, 2, 1, 1], examples_per_document=3,
+                          stages=[SeedStage(seed_examples=300, seed=0, steps=1)])
+    docs = seed_documents(cfg, 0)
     assert len(docs) == 100 and all(d.prompt == "" for d in docs)
     blocks = [b for d in docs for b in d.completion.split("\n\n")]
     assert len(blocks) == 300
@@ -69,3 +71,24 @@ def test_untrained_builtin_for_smoke_runs(tmp_path: Path) -> None:
     pm.prepare_model(cfg.to_json(), str(tmp_path / "m"))
     model, tok = load_policy(tmp_path / "m", tmp_path / "m")
     assert model.config.hidden_size == 32 and tok.eos_token == "</s>"
+
+
+def test_a_replay_stage_trains_on_the_earlier_stages_sums_too() -> None:
+    first, second = SeedStage(seed_examples=50, seed=0, steps=1), SeedStage(seed_examples=20, seed=1, steps=1)
+    anneal = SeedStage(seed_examples=0, replay=True, steps=1, lr_schedule="cosine")
+    cfg = SeedPretraining(stages=[first, second, anneal])
+    questions = [[ex.question for ex, _ in stage_sums(cfg, n)] for n in range(3)]
+    assert len(questions[0]) == 50 and len(questions[1]) == 20  # without replay: the stage's own sums only
+    assert questions[2] == questions[0] + questions[1]
+    assert [ex.question for ex, _ in seed_sums(cfg, second)] == questions[1]
+    with pytest.raises(ValueError, match="seed_examples > 0 or replay"):
+        SeedStage(seed_examples=0, steps=1)
+
+
+def test_digit_tokens_halve_the_positions_of_spaced_digits_and_decode_exactly() -> None:
+    text = "Input:\n4 7 2 1 + 3 9 5 8\nTarget:\n" + scratchpad(4721, 3958)
+    chars, merged = build_tokenizer(), build_tokenizer(digit_tokens=True)
+    ids = merged(text, add_special_tokens=False)["input_ids"]
+    assert merged.decode(ids) == text and chars.decode(chars(text, add_special_tokens=False)["input_ids"]) == text
+    assert merged.convert_ids_to_tokens(merged(" 7 2", add_special_tokens=False)["input_ids"]) == [" 7", " 2"]
+    assert len(ids) < 0.8 * len(text)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components.artifacts import FINETUNE
-from components.base_model import seed_documents
+from components.base_model import all_seed_sums
 from components.errors import StarError
 from components.rows import TrainExample, read_rows
 from components.seed_control import seed_set
@@ -25,19 +25,20 @@ def test_the_control_trains_on_hint_free_seed_sums(tmp_path: Path) -> None:
     config = RunConfig.model_validate({"evaluation": {"baselines": True}})
     stats = seed_set(config.to_json(), str(tmp_path))
     rows = read_rows(tmp_path / FINETUNE, TrainExample)
-    assert stats.train_examples == len(rows) == config.model.builtin.stages[0].seed_examples
+    recipe = config.model.builtin
+    assert stats.train_examples == len(rows) == sum(stage.seed_examples for stage in recipe.stages)
     task = ArithmeticTask()
     for row in rows[:200]:
         assert "Hint" not in row.prompt and row.prompt.startswith("Input:\n")
         a, b = (int(x.replace(" ", "")) for x in row.prompt.split("\n")[1].split(" + "))
         assert task.extract_answer(row.completion, direct=False) == str(a + b)
     assert {len(r.prompt.split("\n")[1].split(" + ")[0].replace(" ", "")) for r in rows} == {1, 2, 3, 4, 5}
-    # exactly the sums the base model was pre-trained on (its first stage), not fresh ones
-    recipe = config.model.builtin
-    docs = seed_documents(recipe, recipe.stages[0])
-    assert len(docs) == len(rows)
-    for doc, row in zip(docs, rows, strict=True):
-        assert doc.completion.endswith(row.completion) and row.prompt.split("\n")[1] in doc.completion
+    # exactly the sums the base model was pre-trained on (every stage), not fresh ones
+    sums = all_seed_sums(recipe)
+    assert len(sums) == len(rows)
+    for (ex, _), row in zip(sums, rows, strict=True):
+        assert row.prompt == task.question(ex, hint=False, direct=False)
+        assert row.completion == task.target(ex, direct=False)
 
 
 @pytest.mark.parametrize("setting, message", [

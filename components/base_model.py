@@ -14,10 +14,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from components.lr_schedule import LrSchedule
 from components.rows import Example, TrainExample
 from components.tasks.arithmetic import ArithmeticTask, make_example, random_operand
 from components.tiny_model import TinyModelConfig, build_model, build_tokenizer
@@ -39,7 +39,7 @@ class SeedStage(BaseModel):
     steps: int = Field(ge=1)
     restart_every: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0)
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    lr_schedule: LrSchedule = "constant"
 
     @model_validator(mode="after")
     def _has_sums(self) -> SeedStage:

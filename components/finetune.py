@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import (
@@ -25,6 +25,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from components.checkpoints import CheckpointCallback, CheckpointPlan, StopRequest, fetch_latest
 from components.errors import StarError
+from components.lr_schedule import LrSchedule, trainer_scheduler
 from components.progress import ProgressLine
 from components.rows import TrainExample
 
@@ -149,7 +150,7 @@ def fit(
     gradient_accumulation_steps: int = 1,
     max_length: int = 1024,
     warmup_ratio: float = 0.0,
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
+    lr_schedule: LrSchedule = "constant",
     weight_decay: float = 0.0,
     seed: int = 0,
     label: str = "train",
@@ -178,7 +179,7 @@ def fit(
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=gradient_accumulation_steps * (batch_size // micro),
         learning_rate=learning_rate,
-        lr_scheduler_type={"constant": "constant_with_warmup"}.get(lr_schedule, lr_schedule),
+        lr_scheduler_type=trainer_scheduler(lr_schedule),
         warmup_steps=math.ceil(warmup_ratio * max_steps),
         weight_decay=weight_decay,
         logging_steps=1,

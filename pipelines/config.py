@@ -14,6 +14,7 @@ from components.backends.vllm import VLLMConfig
 from components.base_model import SeedPretraining
 from components.distributed.deepspeed_config import DistributedConfig
 from components.errors import StarError
+from components.lr_schedule import LrSchedule
 from components.prepare_model import BUILTIN_TINY
 from components.storage import StorageConfig
 from components.storage import configure as configure_storage
@@ -98,9 +99,8 @@ class TrainingConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=8)
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    #: The learning rate over an iteration's steps after warm-up (transformers' `lr_scheduler_type`): constant,
-    #: or decayed to zero by its last step (cosine, linear).
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    #: The learning rate over an iteration's steps after warm-up: constant, or decayed to zero by its last step.
+    lr_schedule: LrSchedule = "constant"
     weight_decay: float = Field(0.0, ge=0.0)
     #: Start each iteration from the previous iteration's weights instead of the base model (paper: off).
     continue_from_previous: bool = False

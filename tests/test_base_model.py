@@ -85,7 +85,7 @@ def test_a_replay_stage_trains_on_the_earlier_stages_sums_too() -> None:
         SeedStage(seed_examples=0, steps=1)
 
 
-def test_digit_tokens_halve_the_positions_of_spaced_digits_and_decode_exactly() -> None:
+def test_digit_tokens_make_each_spaced_digit_one_token_and_decode_exactly() -> None:
     text = "Input:\n4 7 2 1 + 3 9 5 8\nTarget:\n" + scratchpad(4721, 3958)
     chars, merged = build_tokenizer(), build_tokenizer(digit_tokens=True)
     ids = merged(text, add_special_tokens=False)["input_ids"]

@@ -61,10 +61,20 @@ class SeedPretraining(BaseModel):
     #: Relative frequency of each digit count in the seed set (index 0 = 1 digit).
     digit_weights: list[float] = Field(default_factory=lambda: [8, 8, 4, 2, 1])
     examples_per_document: int = Field(1, ge=1)
+    #: The loss falls on the whole document, questions included (how the shipped checkpoint was trained); false:
+    #: on the scratchpad and answer only, as in the examples STaR keeps (a question's digits are random).
+    loss_on_question: bool = True
     hint_share: float = Field(0.3, ge=0, le=1)
     learning_rate: float = 1e-3
     batch_size: int = 32
     stages: list[SeedStage] = Field(default_factory=_default_stages, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_example_without_question_loss(self) -> SeedPretraining:
+        if not self.loss_on_question and self.examples_per_document != 1:
+            raise ValueError("loss_on_question: false trains on (question, scratchpad) pairs: set "
+                             "examples_per_document to 1")
+        return self
 
 
 def seed_sums(cfg: SeedPretraining, stage: SeedStage) -> list[tuple[Example, bool]]:
@@ -92,8 +102,13 @@ def stage_sums(cfg: SeedPretraining, n: int) -> list[tuple[Example, bool]]:
 
 
 def seed_documents(cfg: SeedPretraining, n: int) -> list[TrainExample]:
-    """Stage `n`'s worked examples in the prompt's shape (several per document are joined by blank lines)."""
+    """Stage `n`'s worked examples in the prompt's shape (several per document are joined by blank lines), or
+    without `loss_on_question` (question, scratchpad and answer) pairs."""
     task = ArithmeticTask()
+    if not cfg.loss_on_question:
+        return [TrainExample(id=f"doc-{i}", source="generation", prompt=task.question(ex, hint=hint, direct=False),
+                             completion=task.target(ex, direct=False))
+                for i, (ex, hint) in enumerate(stage_sums(cfg, n))]
     blocks = [task.question(ex, hint=hint, direct=False) + task.target(ex, direct=False)
               for ex, hint in stage_sums(cfg, n)]
     k = cfg.examples_per_document

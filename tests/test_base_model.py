@@ -92,3 +92,34 @@ def test_digit_tokens_make_each_spaced_digit_one_token_and_decode_exactly() -> N
     assert merged.decode(ids) == text and chars.decode(chars(text, add_special_tokens=False)["input_ids"]) == text
     assert merged.convert_ids_to_tokens(merged(" 7 2", add_special_tokens=False)["input_ids"]) == [" 7", " 2"]
     assert len(ids) < 0.8 * len(text)
+
+
+def test_without_loss_on_question_the_seed_set_is_question_and_scratchpad_pairs() -> None:
+    from components.finetune import IGNORE, encode_example
+
+    cfg = SeedPretraining(loss_on_question=False, stages=[SeedStage(seed_examples=40, seed=3, steps=1)])
+    docs = seed_documents(cfg, 0)
+    with_loss = seed_documents(cfg.model_copy(update={"loss_on_question": True}), 0)
+    assert [d.prompt + d.completion for d in docs] == [d.completion for d in with_loss]  # the same sums
+    tok = build_tokenizer()
+    task = ArithmeticTask()
+    for d in docs:
+        assert d.prompt.startswith("Input:\n") and d.prompt.endswith("Target:\n")
+        assert d.completion.startswith("<scratch>") and task.extract_answer(d.completion, direct=False)
+        row = encode_example(tok, d.prompt, d.completion, 1024)
+        asked = len(tok(d.prompt, add_special_tokens=False)["input_ids"])
+        assert row["labels"][:asked] == [IGNORE] * asked and IGNORE not in row["labels"][asked:]
+    with pytest.raises(ValueError, match="examples_per_document to 1"):
+        SeedPretraining(loss_on_question=False, examples_per_document=2)
+
+
+def test_the_default_recipe_is_the_shipped_checkpoints_so_the_demo_never_rebuilds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a new recipe field must keep the default that reproduces the shipped build and be listed in its recipe file
+    def rebuild(*a: object, **k: object) -> None:
+        raise AssertionError("the default recipe is not the shipped checkpoint's: the demo would rebuild it")
+
+    monkeypatch.setattr(pm, "build_base_model", rebuild)
+    assert pm.builtin_base_model(SeedPretraining(), tmp_path / "cache") == pm.ASSETS
+    assert not (tmp_path / "cache").exists()

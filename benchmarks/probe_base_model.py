@@ -1,0 +1,95 @@
+"""Probe a candidate recipe for the demo's base model: build it with `make base-model`'s code from a recipe file,
+then measure held-out accuracy by digit count, greedy and pass@k, on the demo's own eval split.
+
+    .venv/bin/python benchmarks/probe_base_model.py benchmarks/probes/<recipe>.json [--samples 8]
+        [--model-dir runs/probes/<recipe>] [--append benchmarks/BASE_MODEL_PROBES.md]
+
+STaR can only bootstrap where the base model is sometimes right: a digit count at 0% pass@k gives it nothing to
+keep. Probe a recipe before tuning the STaR side of the demo on it. `--model-dir` with a built model skips the
+build (re-measure only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from results_table import publish  # benchmarks/ is on sys.path when a script runs
+
+from components.base_model import RECIPE, SeedPretraining, build_base_model
+from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def accuracy_by_digits(model_dir: Path, samples: int, temperature: float, eval_size: int) -> dict[str, dict]:
+    """{digits: {"greedy": share, "pass@k": share, "n": questions}} on the demo's eval split (1-5 digits)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    task = ArithmeticTask(ArithmeticConfig(min_digits=1, max_digits=5, eval_size=eval_size))
+    by_group: dict[str, list] = {}
+    for ex in task.load("eval"):
+        by_group.setdefault(ex.group, []).append(ex)
+    torch.manual_seed(0)
+    out = {}
+    for group in sorted(by_group, key=int):
+        exs = by_group[group]
+        enc = tok([task.question(e, hint=False, direct=False) for e in exs], return_tensors="pt", padding=True,
+                  add_special_tokens=False)
+        width = enc["input_ids"].shape[1]
+        budget = 60 + 40 * int(group)
+        with torch.no_grad():
+            greedy = model.generate(**enc, max_new_tokens=budget, do_sample=False, pad_token_id=tok.pad_token_id)
+            sampled = model.generate(**enc, max_new_tokens=budget, do_sample=True, temperature=temperature, top_k=0,
+                                     num_return_sequences=samples, pad_token_id=tok.pad_token_id)
+
+        answers = [e.answer for e in exs]
+        g, s = ([task.extract_answer(t, direct=False) for t in tok.batch_decode(ids[:, width:],
+                                                                                skip_special_tokens=True)]
+                for ids in (greedy, sampled))
+        out[group] = {
+            "n": len(exs),
+            "greedy": sum(g[i] == a for i, a in enumerate(answers)) / len(exs),
+            "pass@k": sum(a in s[i * samples:(i + 1) * samples] for i, a in enumerate(answers)) / len(exs),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path, help="a SeedPretraining recipe (JSON)")
+    parser.add_argument("--model-dir", type=Path, help="where the model is built (default runs/probes/<recipe>)")
+    parser.add_argument("--samples", type=int, default=8, help="k of pass@k (temperature --temperature)")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--eval-size", type=int, default=200)
+    parser.add_argument("--append", type=Path, help="add the result section to this file")
+    args = parser.parse_args()
+    recipe = SeedPretraining.model_validate_json(args.recipe.read_text())
+    model_dir = args.model_dir or ROOT / "runs" / "probes" / args.recipe.stem
+    started = time.monotonic()
+    built = (model_dir / RECIPE).exists() and json.loads((model_dir / RECIPE).read_text()) == recipe.model_dump(
+        mode="json")
+    if not built:
+        build_base_model(model_dir, recipe)
+    build_minutes = (time.monotonic() - started) / 60
+    acc = accuracy_by_digits(model_dir, args.samples, args.temperature, args.eval_size)
+    steps = sum(s.steps for s in recipe.stages)
+    rows = [f"## {args.recipe.stem}", "",
+            f"`.venv/bin/python benchmarks/probe_base_model.py {args.recipe.resolve().relative_to(ROOT)}` on "
+            f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}; "
+            f"{steps} pre-training steps, built in {build_minutes:.1f} min" + (" (already built)" if built else "")
+            + f"; held-out: the demo's eval split, {args.eval_size} sums.", "",
+            "| digits | sums | greedy | pass@" + str(args.samples) + f" (T {args.temperature}) |", "|---|---|---|---|"]
+    rows += [f"| {d} | {r['n']} | {r['greedy']:.0%} | {r['pass@k']:.0%} |" for d, r in acc.items()]
+    publish("\n".join(rows) + "\n", args.append)
+
+
+if __name__ == "__main__":
+    main()

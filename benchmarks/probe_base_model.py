@@ -18,6 +18,7 @@ import platform
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
 from results_table import publish  # benchmarks/ is on sys.path when a script runs
 
 from components.base_model import RECIPE, SeedPretraining, build_base_model
@@ -71,7 +72,12 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=200)
     parser.add_argument("--append", type=Path, help="add the result section to this file")
     args = parser.parse_args()
-    recipe = SeedPretraining.model_validate_json(args.recipe.read_text())
+    if not args.recipe.is_file():
+        parser.error(f"no recipe file at {args.recipe}: give a SeedPretraining JSON, e.g. benchmarks/probes/*.json")
+    try:
+        recipe = SeedPretraining.model_validate_json(args.recipe.read_text())
+    except ValidationError as e:
+        parser.error(f"{args.recipe} is not a valid base-model recipe:\n{e}")
     model_dir = args.model_dir or ROOT / "runs" / "probes" / args.recipe.stem
     started = time.monotonic()
     built = (model_dir / RECIPE).exists() and json.loads((model_dir / RECIPE).read_text()) == recipe.model_dump(
@@ -81,8 +87,10 @@ def main() -> None:
     build_minutes = (time.monotonic() - started) / 60
     acc = accuracy_by_digits(model_dir, args.samples, args.temperature, args.eval_size)
     steps = sum(s.steps for s in recipe.stages)
+    where = args.recipe.resolve()
+    shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
     rows = [f"## {args.recipe.stem}", "",
-            f"`.venv/bin/python benchmarks/probe_base_model.py {args.recipe.resolve().relative_to(ROOT)}` on "
+            f"`.venv/bin/python benchmarks/probe_base_model.py {shown}` on "
             f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}; "
             f"{steps} pre-training steps, built in {build_minutes:.1f} min" + (" (already built)" if built else "")
             + f"; held-out: the demo's eval split, {args.eval_size} sums.", "",

@@ -2,17 +2,16 @@
 then measure held-out accuracy by digit count, greedy and pass@k, on the demo's own eval split.
 
     .venv/bin/python benchmarks/probe_base_model.py benchmarks/probes/<recipe>.json [--samples 8]
-        [--model-dir runs/probes/<recipe>] [--append benchmarks/BASE_MODEL_PROBES.md]
+        [--cache-dir runs/probes] [--append benchmarks/BASE_MODEL_PROBES.md]
 
 STaR can only bootstrap where the base model is sometimes right: a digit count at 0% pass@k gives it nothing to
-keep. Probe a recipe before tuning the STaR side of the demo on it. `--model-dir` with a built model skips the
-build (re-measure only).
+keep. Probe a recipe before tuning the STaR side of the demo on it. A recipe is built once and cached, as a run's
+`model.builtin` is (a cached build takes 0.0 min: re-measure only).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from results_table import publish  # benchmarks/ is on sys.path when a script runs
 
-from components.base_model import RECIPE, SeedPretraining, build_base_model
+from components.base_model import SeedPretraining
+from components.prepare_model import builtin_base_model
 from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def accuracy_by_digits(model_dir: Path, samples: int, temperature: float, eval_s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path, help="a SeedPretraining recipe (JSON)")
-    parser.add_argument("--model-dir", type=Path, help="where the model is built (default runs/probes/<recipe>)")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "probes", help="where builds are cached")
     parser.add_argument("--samples", type=int, default=8, help="k of pass@k (temperature --temperature)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--eval-size", type=int, default=200)
@@ -78,12 +78,8 @@ def main() -> None:
         recipe = SeedPretraining.model_validate_json(args.recipe.read_text())
     except ValidationError as e:
         parser.error(f"{args.recipe} is not a valid base-model recipe:\n{e}")
-    model_dir = args.model_dir or ROOT / "runs" / "probes" / args.recipe.stem
     started = time.monotonic()
-    built = (model_dir / RECIPE).exists() and json.loads((model_dir / RECIPE).read_text()) == recipe.model_dump(
-        mode="json")
-    if not built:
-        build_base_model(model_dir, recipe)
+    model_dir = builtin_base_model(recipe, args.cache_dir)
     build_minutes = (time.monotonic() - started) / 60
     acc = accuracy_by_digits(model_dir, args.samples, args.temperature, args.eval_size)
     steps = sum(s.steps for s in recipe.stages)
@@ -92,8 +88,8 @@ def main() -> None:
     rows = [f"## {args.recipe.stem}", "",
             f"`.venv/bin/python benchmarks/probe_base_model.py {shown}` on "
             f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}; "
-            f"{steps} pre-training steps, built in {build_minutes:.1f} min" + (" (already built)" if built else "")
-            + f"; held-out: the demo's eval split, {args.eval_size} sums.", "",
+            f"{steps} pre-training steps, built in {build_minutes:.1f} min; "
+            f"held-out: the demo's eval split, {args.eval_size} sums.", "",
             "| digits | sums | greedy | pass@" + str(args.samples) + f" (T {args.temperature}) |", "|---|---|---|---|"]
     rows += [f"| {d} | {r['n']} | {r['greedy']:.0%} | {r['pass@k']:.0%} |" for d, r in acc.items()]
     publish("\n".join(rows) + "\n", args.append)

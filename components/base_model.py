@@ -101,16 +101,21 @@ def stage_sums(cfg: SeedPretraining, n: int) -> list[tuple[Example, bool]]:
     return earlier + seed_sums(cfg, stage)
 
 
+def seed_pair(ex: Example, hint: bool, idx: str) -> TrainExample:
+    """A seed sum in the shape of the rows STaR trains on: its question (with the hint line when `hint`) as
+    prompt, scratchpad and answer as completion."""
+    task = ArithmeticTask()
+    return TrainExample(id=idx, source="generation", prompt=task.question(ex, hint=hint, direct=False),
+                        completion=task.target(ex, direct=False))
+
+
 def seed_documents(cfg: SeedPretraining, n: int) -> list[TrainExample]:
     """Stage `n`'s worked examples in the prompt's shape (several per document are joined by blank lines), or
     without `loss_on_question` (question, scratchpad and answer) pairs."""
-    task = ArithmeticTask()
+    pairs = [seed_pair(ex, hint, f"doc-{i}") for i, (ex, hint) in enumerate(stage_sums(cfg, n))]
     if not cfg.loss_on_question:
-        return [TrainExample(id=f"doc-{i}", source="generation", prompt=task.question(ex, hint=hint, direct=False),
-                             completion=task.target(ex, direct=False))
-                for i, (ex, hint) in enumerate(stage_sums(cfg, n))]
-    blocks = [task.question(ex, hint=hint, direct=False) + task.target(ex, direct=False)
-              for ex, hint in stage_sums(cfg, n)]
+        return pairs
+    blocks = [p.prompt + p.completion for p in pairs]
     k = cfg.examples_per_document
     return [
         TrainExample(id=f"doc-{i}", source="generation", prompt="", completion="\n\n".join(blocks[i : i + k]))

@@ -7,22 +7,18 @@ from pathlib import Path
 from kfp.dsl import Dataset, Output
 
 from components.artifacts import FINETUNE, SET_STATS
-from components.rows import SetStats, TrainExample, write_rows
+from components.rows import SetStats, write_rows
 
 
 def seed_set(config_json: str, out_dir: str) -> SetStats:
     """The sums of the built-in base model's seed set (all its pre-training stages) as (hint-free question,
     scratchpad and answer) pairs: the same shape, and the same loss on rationale and answer tokens only, as the
     examples STaR keeps."""
-    from components.base_model import all_seed_sums
-    from components.tasks.arithmetic import ArithmeticTask
+    from components.base_model import all_seed_sums, seed_pair
     from pipelines.config import RunConfig
 
     recipe = RunConfig.from_json(config_json).model.builtin
-    task = ArithmeticTask()
-    rows = [TrainExample(id=ex.id, source="generation", prompt=task.question(ex, hint=False, direct=False),
-                         completion=task.target(ex, direct=False))
-            for ex, _ in all_seed_sums(recipe)]
+    rows = [seed_pair(ex, False, ex.id) for ex, _ in all_seed_sums(recipe)]
     out = Path(out_dir)
     write_rows(out / FINETUNE, rows)
     stats = SetStats(train_questions=0, solved_by_generation=0, solved_by_rationalization=0,

@@ -21,7 +21,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from components.checkpoints import CheckpointCallback, CheckpointPlan, StopRequest, fetch_latest
 from components.errors import StarError
@@ -90,27 +89,38 @@ class _ListDataset(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-class EpochSeededLengthSampler(LengthGroupedSampler):
-    """Length-grouped batches (padding kept small) in an order drawn from `seed` and the epoch alone, not from
-    the global RNG: a run resumed from a checkpoint mid-epoch replays exactly the batches the stopped run would
-    have seen."""
+class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
+    """Random batches, each yielded longest row first, in an order drawn from `seed` and the epoch alone (not
+    the global RNG): a run resumed from a checkpoint mid-epoch replays exactly the batches the stopped run would
+    have seen.
+
+    A step's `batch_size` rows are a random draw, so a step mixes short and long rows; sorted within the step,
+    the micro-batches it goes through in (CPU passes, gradient accumulation) each pad only to their own longest
+    row. Length-grouped batches (transformers' `group_by_length`: every step of one length) trained far worse
+    where length follows the kind of example, as a sum's digit count does: on 1-3-digit sums the loss after 300
+    steps stayed at 0.64-0.69 against 0.12 with random batches, whether the grouped batches came in a sweep from
+    long to short or shuffled."""
 
     def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
-        super().__init__(batch_size, lengths=lengths)
-        self.seed, self.epoch = seed, 0
+        self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        steps = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return iter([i for step in steps for i in sorted(step, key=lambda i: -self.lengths[i])])
 
 
 class _Trainer(Trainer):
-    def _get_train_sampler(self, train_dataset: Any = None) -> EpochSeededLengthSampler:
+    def _get_train_sampler(self, train_dataset: Any = None) -> EpochSeededStepSampler:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return EpochSeededLengthSampler(
+        return EpochSeededStepSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             [len(row["input_ids"]) for row in dataset.rows],
             self.args.data_seed if self.args.data_seed is not None else self.args.seed,

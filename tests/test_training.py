@@ -152,3 +152,22 @@ def test_micro_batches_make_the_same_update_as_one_pass(
     assert results[0].mean_loss == pytest.approx(results[1].mean_loss, rel=1e-5)
     for name, w in weights[0].items():
         torch.testing.assert_close(weights[1][name], w, rtol=1e-4, atol=1e-5)
+
+
+def test_each_step_is_a_random_mix_of_lengths_sorted_so_micro_batches_pad_little() -> None:
+    # Four kinds of rows whose length gives away their kind (as a sum's digit count does). Steps of one length
+    # each (length-grouped batches) trained far worse: loss 0.64-0.69 against 0.12 after 300 steps on 1-3-digit
+    # sums.
+    lengths = [10 * (1 + i % 4) + i % 3 for i in range(4000)]
+    batch = 16
+    sampler = components.finetune.EpochSeededStepSampler(batch, lengths, seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(lengths)))  # every row once per epoch
+    steps = [order[i : i + batch] for i in range(0, len(order), batch)]
+    kinds = [len({lengths[i] // 10 for i in step}) for step in steps]
+    assert sum(k >= 3 for k in kinds) >= 0.9 * len(steps)  # a step mixes the kinds
+    for step in steps:  # longest first: consecutive micro-batches of a step hold rows of similar length
+        assert [lengths[i] for i in step] == sorted((lengths[i] for i in step), reverse=True)
+    assert list(components.finetune.EpochSeededStepSampler(batch, lengths, seed=3)) == order  # resumable
+    sampler.set_epoch(1)
+    assert list(sampler) != order

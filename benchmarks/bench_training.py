@@ -1,5 +1,5 @@
 """Training throughput and peak memory: our train step's `fit` (transformers Trainer, completion-only loss,
-length-grouped batches, padding to the batch's longest row, on CPU each step's batch in ~1k-token passes with
+random batches sorted longest first within a step, on CPU each step's batch in ~1k-token passes with
 accumulated gradients) against TRL's `SFTTrainer` on the same model (the demo's tiny base model, full
 fine-tuning), the same kept set (prompt + completion rows) and the same steps, batch size and learning rate.
 TRL runs with its `SFTConfig` defaults otherwise, which include activation checkpointing and bf16 autocast

@@ -97,9 +97,9 @@ class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
     A step's `batch_size` rows are a random draw, so a step mixes short and long rows; sorted within the step,
     the micro-batches it goes through in (CPU passes, gradient accumulation) each pad only to their own longest
     row. Length-grouped batches (transformers' `group_by_length`: every step of one length) trained far worse
-    where length follows the kind of example, as a sum's digit count does: on 1-3-digit sums the loss after 300
-    steps stayed at 0.64-0.69 against 0.12-0.18 with random batches, whether the grouped batches came in a sweep from
-    long to short or shuffled."""
+    where length follows the kind of example, as a sum's digit count does: on 1-3-digit sums the mean loss over
+    steps 300-399 was 0.64-0.74 against 0.12-0.18 with random batches, whether the grouped batches came in a sweep
+    from long to short or shuffled."""
 
     def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
         self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0

@@ -64,10 +64,27 @@ class SeedPretraining(BaseModel):
     #: The loss falls on the whole document, questions included (how the shipped checkpoint was trained); false:
     #: on the scratchpad and answer only, as in the examples STaR keeps (a question's digits are random).
     loss_on_question: bool = True
-    hint_share: float = Field(0.3, ge=0, le=1)
+    #: Share of seed sums whose question shows the answer as a hint (how the base model learns what a hint means,
+    #: which rationalization relies on): one share for every digit count, or one per digit count (index 0 = 1
+    #: digit), e.g. a model that has worked long sums only when shown their answer.
+    hint_share: float | list[float] = 0.3
     learning_rate: float = 1e-3
     batch_size: int = 32
     stages: list[SeedStage] = Field(default_factory=_default_stages, min_length=1)
+
+    @model_validator(mode="after")
+    def _hint_shares_per_digit_count(self) -> SeedPretraining:
+        shares = self.hint_share if isinstance(self.hint_share, list) else [self.hint_share]
+        if any(not 0 <= s <= 1 for s in shares):
+            raise ValueError(f"hint_share must be between 0 and 1, got {self.hint_share}")
+        if isinstance(self.hint_share, list) and len(self.hint_share) != len(self.digit_weights):
+            raise ValueError(f"hint_share has {len(self.hint_share)} shares but digit_weights has "
+                             f"{len(self.digit_weights)} digit counts: give one share per digit count, or one number")
+        return self
+
+    def hint_share_of(self, digits: int) -> float:
+        """The share of `digits`-digit seed sums shown with their answer as a hint."""
+        return self.hint_share[digits - 1] if isinstance(self.hint_share, list) else self.hint_share
 
     @model_validator(mode="after")
     def _one_example_without_question_loss(self) -> SeedPretraining:
@@ -85,7 +102,7 @@ def seed_sums(cfg: SeedPretraining, stage: SeedStage) -> list[tuple[Example, boo
     for i in range(stage.seed_examples):
         d = rng.choices(digits, weights=cfg.digit_weights)[0]
         ex = make_example(random_operand(rng, d), random_operand(rng, d), f"seed-{i}")
-        sums.append((ex, rng.random() < cfg.hint_share))
+        sums.append((ex, rng.random() < cfg.hint_share_of(d)))
     return sums
 
 

@@ -30,6 +30,29 @@ def test_seed_set_covers_the_whole_digit_range_in_few_shot_shaped_documents() ->
     assert any("Hint: " in b for b in blocks)
 
 
+def test_hint_share_per_digit_count_decides_which_sums_show_their_answer() -> None:
+    cfg = SeedPretraining(digit_weights=[1, 1, 1, 1, 1], hint_share=[0, 0, 0.5, 1, 1],
+                          stages=[SeedStage(seed_examples=500, seed=0, steps=1)])
+    by_digits: dict[str, list[bool]] = {}
+    for ex, hint in stage_sums(cfg, 0):
+        by_digits.setdefault(ex.group, []).append(hint)
+    assert not any(by_digits["1"] + by_digits["2"]) and all(by_digits["4"] + by_digits["5"])
+    assert 0.3 < sum(by_digits["3"]) / len(by_digits["3"]) < 0.7
+    # one number is the same share for every digit count, drawn as before (the shipped recipe's sums are unchanged)
+    flat, listed = SeedPretraining(hint_share=0.3), SeedPretraining(hint_share=[0.3] * 5)
+    assert seed_sums(flat, flat.stages[0]) == seed_sums(listed, listed.stages[0])
+
+
+@pytest.mark.parametrize("share, message", [
+    ([0.3, 0.3], "hint_share has 2 shares but digit_weights has 5 digit counts"),
+    (1.5, "hint_share must be between 0 and 1"),
+    ([0.3, 0.3, 0.3, 0.3, -1], "hint_share must be between 0 and 1"),
+])
+def test_a_wrong_hint_share_names_what_to_fix(share: float | list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SeedPretraining(hint_share=share)
+
+
 def test_builtin_base_model_is_built_once_cached_and_loads_with_from_pretrained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

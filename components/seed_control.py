@@ -1,6 +1,6 @@
 """Step: the fine-tuning set of the same-compute control. It trains the base model on its seed set, every sum it
-was pre-trained on (no rationales of its own, no hints), for as many steps as STaR trains in the same iteration,
-so a gain of STaR over the control is not just more training."""
+was pre-trained on exactly as it saw it (no rationales of its own), for as many steps as STaR trains in the same
+iteration, so a gain of STaR over the control is not just more training."""
 
 from pathlib import Path
 
@@ -11,14 +11,15 @@ from components.rows import SetStats, write_rows
 
 
 def seed_set(config_json: str, out_dir: str) -> SetStats:
-    """The sums of the built-in base model's seed set (all its pre-training stages) as (hint-free question,
-    scratchpad and answer) pairs: the same shape, and the same loss on rationale and answer tokens only, as the
-    examples STaR keeps."""
+    """The sums of the built-in base model's seed set (all its pre-training stages) as (question, scratchpad and
+    answer) pairs: the same shape, and the same loss on rationale and answer tokens only, as the examples STaR
+    keeps. A question shows the hint line where pre-training showed it: the control replays the data the base
+    model already had, it does not turn the answers it was shown into new worked examples."""
     from components.base_model import all_seed_sums, seed_pair
     from pipelines.config import RunConfig
 
     recipe = RunConfig.from_json(config_json).model.builtin
-    rows = [seed_pair(ex, False, ex.id) for ex, _ in all_seed_sums(recipe)]
+    rows = [seed_pair(ex, hint, ex.id) for ex, hint in all_seed_sums(recipe)]
     out = Path(out_dir)
     write_rows(out / FINETUNE, rows)
     stats = SetStats(train_questions=0, solved_by_generation=0, solved_by_rationalization=0,

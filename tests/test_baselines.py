@@ -21,7 +21,7 @@ from tests.conftest import small_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_control_trains_on_hint_free_seed_sums(tmp_path: Path) -> None:
+def test_the_control_replays_the_seed_sums_as_the_base_model_saw_them(tmp_path: Path) -> None:
     config = RunConfig.model_validate({"evaluation": {"baselines": True}})
     stats = seed_set(config.to_json(), str(tmp_path))
     rows = read_rows(tmp_path / FINETUNE, TrainExample)
@@ -29,16 +29,18 @@ def test_the_control_trains_on_hint_free_seed_sums(tmp_path: Path) -> None:
     assert stats.train_examples == len(rows) == sum(stage.seed_examples for stage in recipe.stages)
     task = ArithmeticTask()
     for row in rows[:200]:
-        assert "Hint" not in row.prompt and row.prompt.startswith("Input:\n")
+        assert row.prompt.startswith("Input:\n")
         a, b = (int(x.replace(" ", "")) for x in row.prompt.split("\n")[1].split(" + "))
         assert task.extract_answer(row.completion, direct=False) == str(a + b)
     assert {len(r.prompt.split("\n")[1].split(" + ")[0].replace(" ", "")) for r in rows} == {1, 2, 3, 4, 5}
     # exactly the sums the base model was pre-trained on (every stage), not fresh ones
     sums = all_seed_sums(recipe)
     assert len(sums) == len(rows)
-    for (ex, _), row in zip(sums, rows, strict=True):
-        assert row.prompt == task.question(ex, hint=False, direct=False)
+    for (ex, hint), row in zip(sums, rows, strict=True):
+        assert row.prompt == task.question(ex, hint=hint, direct=False)
         assert row.completion == task.target(ex, direct=False)
+    hinted = sum("\nHint: " in r.prompt for r in rows)
+    assert hinted == sum(hint for _, hint in sums) and 0 < hinted < len(rows)
 
 
 @pytest.mark.parametrize("setting, message", [

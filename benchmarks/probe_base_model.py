@@ -5,8 +5,9 @@ then measure held-out accuracy by digit count, greedy and pass@k, on the demo's 
         [--cache-dir runs/probes] [--append benchmarks/BASE_MODEL_PROBES.md]
 
 STaR can only bootstrap where the base model is sometimes right: a digit count at 0% pass@k gives it nothing to
-keep. Probe a recipe before tuning the STaR side of the demo on it. A recipe is built once and cached, as a run's
-`model.builtin` is (a cached build takes 0.0 min: re-measure only).
+keep by generation, and rationalization keeps only what the model gets right when shown the answer (greedy with
+the hint line). Probe a recipe before tuning the STaR side of the demo on it. A recipe is built once and cached,
+as a run's `model.builtin` is (a cached build takes 0.0 min: re-measure only).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def accuracy_by_digits(model_dir: Path, samples: int, temperature: float, eval_size: int) -> dict[str, dict]:
-    """{digits: {"greedy": share, "pass@k": share, "n": questions}} on the demo's eval split (1-5 digits)."""
+    """{digits: {"greedy": share, "pass@k": share, "hinted": share, "n": questions}} on the demo's eval split
+    (1-5 digits); `hinted`: greedy with the answer shown as a hint, as rationalization asks."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -42,23 +44,25 @@ def accuracy_by_digits(model_dir: Path, samples: int, temperature: float, eval_s
     out = {}
     for group in sorted(by_group, key=int):
         exs = by_group[group]
-        enc = tok([task.question(e, hint=False, direct=False) for e in exs], return_tensors="pt", padding=True,
-                  add_special_tokens=False)
-        width = enc["input_ids"].shape[1]
         budget = 60 + 40 * int(group)
-        with torch.no_grad():
-            greedy = model.generate(**enc, max_new_tokens=budget, do_sample=False, pad_token_id=tok.pad_token_id)
-            sampled = model.generate(**enc, max_new_tokens=budget, do_sample=True, temperature=temperature, top_k=0,
-                                     num_return_sequences=samples, pad_token_id=tok.pad_token_id)
 
+        def answers_to(hint: bool, exs: list = exs, budget: int = budget, **sampling) -> list[str | None]:
+            enc = tok([task.question(e, hint=hint, direct=False) for e in exs], return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+            with torch.no_grad():
+                ids = model.generate(**enc, max_new_tokens=budget, pad_token_id=tok.pad_token_id, **sampling)
+            texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            return [task.extract_answer(t, direct=False) for t in texts]
+
+        g = answers_to(False, do_sample=False)
+        s = answers_to(False, do_sample=True, temperature=temperature, top_k=0, num_return_sequences=samples)
+        h = answers_to(True, do_sample=False)
         answers = [e.answer for e in exs]
-        g, s = ([task.extract_answer(t, direct=False) for t in tok.batch_decode(ids[:, width:],
-                                                                                skip_special_tokens=True)]
-                for ids in (greedy, sampled))
         out[group] = {
             "n": len(exs),
             "greedy": sum(g[i] == a for i, a in enumerate(answers)) / len(exs),
             "pass@k": sum(a in s[i * samples:(i + 1) * samples] for i, a in enumerate(answers)) / len(exs),
+            "hinted": sum(h[i] == a for i, a in enumerate(answers)) / len(exs),
         }
     return out
 
@@ -90,8 +94,10 @@ def main() -> None:
             f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}; "
             f"{steps} pre-training steps, built in {build_minutes:.1f} min; "
             f"held-out: the demo's eval split, {args.eval_size} sums.", "",
-            "| digits | sums | greedy | pass@" + str(args.samples) + f" (T {args.temperature}) |", "|---|---|---|---|"]
-    rows += [f"| {d} | {r['n']} | {r['greedy']:.0%} | {r['pass@k']:.0%} |" for d, r in acc.items()]
+            f"| digits | sums | greedy | pass@{args.samples} (T {args.temperature}) | greedy, shown the answer |",
+            "|---|---|---|---|---|"]
+    rows += [f"| {d} | {r['n']} | {r['greedy']:.0%} | {r['pass@k']:.0%} | {r['hinted']:.0%} |"
+             for d, r in acc.items()]
     publish("\n".join(rows) + "\n", args.append)
 
 

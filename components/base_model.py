@@ -1,9 +1,12 @@
 """The demo's base model: a tiny model given a starting competence on the arithmetic task.
 
 Real STaR starts from a pretrained checkpoint prompted with a few worked examples. Where no weights can be
-downloaded, a short pre-training on a small seed set of scratchpad sums stands in for it. The seed set covers
-the whole digit range thinly (short sums more often), so the base model is right often on short sums and
-sometimes on long ones: that is what bootstrapping needs. The result is a normal `save_pretrained` folder.
+downloaded, a short pre-training on a small seed set of scratchpad sums stands in for it. The default seed set
+covers the whole digit range (short sums more often), but shows every 4- and 5-digit sum with its answer as a
+hint: the base model works short sums on its own and long sums only when it is shown the answer, as a few-shot
+prompted model can often justify an answer it could not find. That is the gap STaR's rationalization closes,
+and neither more training on the seed set nor STaR without rationalization does. The result is a normal
+`save_pretrained` folder.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class SeedStage(BaseModel):
 def _default_stages() -> list[SeedStage]:
     # The recipe the shipped checkpoint (components/assets/tiny-arithmetic) was built with.
     return [SeedStage(seed_examples=2000, seed=0, steps=750, restart_every=250),
-            SeedStage(seed_examples=4000, seed=1, steps=2400, restart_every=400)]
+            SeedStage(seed_examples=4000, seed=1, steps=2400, lr_schedule="cosine")]
 
 
 class SeedPretraining(BaseModel):
@@ -67,7 +70,7 @@ class SeedPretraining(BaseModel):
     #: Share of seed sums whose question shows the answer as a hint (how the base model learns what a hint means,
     #: which rationalization relies on): one share for every digit count, or one per digit count (index 0 = 1
     #: digit), e.g. a model that has worked long sums only when shown their answer.
-    hint_share: float | list[float] = 0.3
+    hint_share: float | list[float] = Field(default_factory=lambda: [0.3, 0.3, 0.3, 1.0, 1.0])
     learning_rate: float = 1e-3
     batch_size: int = 32
     stages: list[SeedStage] = Field(default_factory=_default_stages, min_length=1)

@@ -38,7 +38,8 @@ def test_hint_share_per_digit_count_decides_which_sums_show_their_answer() -> No
         by_digits.setdefault(ex.group, []).append(hint)
     assert not any(by_digits["1"] + by_digits["2"]) and all(by_digits["4"] + by_digits["5"])
     assert 0.3 < sum(by_digits["3"]) / len(by_digits["3"]) < 0.7
-    # one number is the same share for every digit count, drawn as before (the shipped recipe's sums are unchanged)
+    # one number is the same share for every digit count, drawn as before (recipes written with one number keep
+    # their sums)
     flat, listed = SeedPretraining(hint_share=0.3), SeedPretraining(hint_share=[0.3] * 5)
     assert seed_sums(flat, flat.stages[0]) == seed_sums(listed, listed.stages[0])
 

@@ -30,9 +30,9 @@ test: $(BIN)/star $(CHECKOV)
 lint: $(BIN)/star
 	$(BIN)/ruff check .
 
-## base-model: rebuild the demo's tiny base model that ships in components/assets (seeded)
+## base-model: rebuild the demo's tiny base model that ships in components/demo/assets (seeded)
 base-model: $(BIN)/star
-	$(BIN)/python -m components.base_model components/assets/tiny-arithmetic
+	$(BIN)/python -m components.demo.seed_pretraining components/demo/assets/tiny-arithmetic
 
 clean:
 	rm -rf $(VENV) .venv-checkov runs .pytest_cache

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteriaList
 
-from components.backends.hf import HFGenerator, StopOnStrings
-from components.backends.sampling import SamplingConfig, cut_at_stop
-from components.policy import load_policy
-from components.prepare_model import ASSETS
+from components.demo.builtin import ASSETS
+from components.generation.hf import HFGenerator, StopOnStrings
+from components.generation.sampling import SamplingConfig, cut_at_stop
+from components.models.loading import load_model
 from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
-    model, tok = load_policy(ASSETS, ASSETS)
+    model, tok = load_model(ASSETS, ASSETS)
     task = ArithmeticTask(ArithmeticConfig(min_digits=1, max_digits=3, train_size=args.questions,
                                            few_shot_digits=[2, 3, 2]))
     questions = [task.question(e, hint=False, direct=False) for e in task.load("train")]

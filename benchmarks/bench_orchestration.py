@@ -3,8 +3,9 @@
 Per task, kfp.local's log has: the task start, the KFP executor's "Got executor_input" (the subprocess is up),
 its "Wrote executor output file" (the step function returned) and the task end. Orchestration = wall time
 minus the step functions' time. The step functions' time still includes each subprocess importing torch and
-transformers again, but only the steps that load a model do (generate, rationalize, train, evaluate; the
-others, including preparing the shipped base model, import no torch, which `tests/test_config.py` guards).
+transformers again, but only the steps that load a model do (generate and rationalize, train, evaluate; the
+others, including preparing the shipped base model and the early-stop gate, import no torch, which
+`tests/pipelines/test_config.py` guards).
 That import cost is measured separately (median of fresh interpreters) and reported, per model step, as the
 upper bound of what running every step in one process could save.
 
@@ -28,7 +29,7 @@ TASK = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - (Executing task|Task .* fini
                   r"Pipeline .* finished)")
 NAME = re.compile(r"Executing task '([a-z0-9-]+)'")
 #: The steps whose function loads a model (and so imports torch and transformers); tasks are named after them.
-MODEL_STEPS = ("generate-op", "rationalize-op", "train-op", "evaluate-op")
+MODEL_STEPS = ("generate-op", "train-op", "evaluate-op")
 EXEC = re.compile(r"\[KFP Executor \d{4}-\d\d-\d\d (\d\d:\d\d:\d\d),(\d+) INFO\]: (Got executor_input|Wrote executor)")
 
 

@@ -1,6 +1,7 @@
-"""Generation at scale: the real generate step (`components.generate.generate_rationales`, hf backend, the
-demo's base model and settings) on 1k, 4k and 16k arithmetic questions, each size in a fresh process. Time
-should grow linearly with the questions and peak memory should not grow with them.
+"""Generation at scale: the real generate step (`components.generate.generate_shard`, hf backend, the demo's base
+model and settings) on 1k, 4k and 16k arithmetic questions, each size in a fresh process. Time should grow
+linearly with the questions and peak memory should not grow with them. Rationalization is off
+(`generate_settings(rationalize=False)`): what is measured is generation, as in the earlier results.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 1000 4000 16000] [--append benchmarks/RESULTS.md]
 """
@@ -23,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from components.artifacts import EXAMPLES
-from components.prepare_model import ASSETS
-from components.rows import write_rows
+from components.core.artifact_files import EXAMPLES
+from components.demo.builtin import ASSETS
+from components.core.rows import write_rows
 from components.tasks.arithmetic import make_example, random_operand
-from components.generate import generate_rationales
+from components.generate import generate_shard
 from pipelines.config import load_config
 import random
 n, work = int(sys.argv[1]), Path(sys.argv[2])
@@ -40,11 +41,12 @@ for i in range(n):
 write_rows(work / "train" / EXAMPLES, rows)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
-stats = generate_rationales(config.to_json(), 1, str(work / "train"), str(ASSETS), str(ASSETS), str(work / "out"))
+stats = generate_shard(config.generate_settings(rationalize=False), 1, str(work / "train"), str(ASSETS), str(ASSETS),
+                       str(work / "out"))
 seconds = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"n": n, "seconds": seconds, "peak_mb": peak / 1024, "loaded_mb": before / 1024,
-                  "solved": stats.get("solved_by_generation")}))
+                  "solved": stats["solved"]}))
 """
 
 

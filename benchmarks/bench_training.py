@@ -29,7 +29,7 @@ LR = 5e-4
 
 
 def kept_set():
-    from components.rows import TrainExample
+    from components.core.rows import TrainExample
     from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
 
     task = ArithmeticTask(ArithmeticConfig(min_digits=1, max_digits=5, train_size=ROWS))
@@ -40,16 +40,16 @@ def kept_set():
 def run_one(method: str, steps: int) -> dict:
     import torch
 
-    from components.policy import load_policy
-    from components.prepare_model import ASSETS
+    from components.demo.builtin import ASSETS
+    from components.models.loading import load_model
 
     torch.manual_seed(0)
-    model, tok = load_policy(ASSETS, ASSETS, trainable=True)
+    model, tok = load_model(ASSETS, ASSETS, trainable=True)
     rows = kept_set()
     with tempfile.TemporaryDirectory() as work:
         t = time.perf_counter()
         if method == "ours":
-            from components.finetune import encode_example, fit
+            from components.training.fit import encode_example, fit
 
             fit(model, tok, rows, max_steps=steps, output_dir=work, learning_rate=LR, batch_size=BATCH)
             lengths = [len(encode_example(tok, r.prompt, r.completion, 1024)["input_ids"]) for r in rows]
@@ -100,7 +100,7 @@ def main() -> None:
         "| method | median s | tokens/s | vs TRL | peak RSS MB |",
         "|---|---|---|---|---|",
     ]
-    for name, label in (("trl", "TRL SFTTrainer 1.16.0"), ("ours", "ours (components.finetune.fit)")):
+    for name, label in (("trl", "TRL SFTTrainer 1.16.0"), ("ours", "ours (components.training.fit.fit)")):
         m = med[name]
         lines.append(f"| {label} | {m['seconds']:.1f} | {m['tokens_per_s']:.0f} | "
                      f"{m['tokens_per_s'] / med['trl']['tokens_per_s']:.2f}× | {m['peak_rss_mb']:.0f} |")

@@ -21,8 +21,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from results_table import publish  # benchmarks/ is on sys.path when a script runs
 
-from components.base_model import SeedPretraining
-from components.prepare_model import builtin_base_model
+from components.demo.builtin import builtin_base_model
+from components.demo.seed_pretraining import SeedPretraining
 from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
 
 ROOT = Path(__file__).resolve().parents[1]

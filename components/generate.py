@@ -1,15 +1,26 @@
-"""Step: generate rationales for every training question with the previous iteration's model, and score
-them with the task's answer check (the filter: `correct` marks the rationales STaR keeps)."""
+"""Step: generate and rationalize one shard of the training questions with the previous iteration's model.
 
+1. Generate a rationale (or `num_samples` of them) for every question and score it with the task's answer
+   check: `correct` marks the rationales STaR keeps (the filter).
+2. Rationalize: each question no generated rationale solved gets, with probability `p_rationalization`, a second
+   try with the correct final answer as a hint. A rationale that now reaches the right answer is saved with the
+   hint-free prompt, as if no hint had been given (unless `p_show_hint_save` says otherwise).
+
+Both run in one task, so the shard loads its model (a vLLM engine on a cluster) once per iteration."""
+
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.artifacts import ATTEMPTS, EXAMPLES
-from components.backends.sampling import SamplingConfig
-from components.rows import Attempt, Example, Source, read_rows, write_rows
+from components.core.artifact_files import ATTEMPTS, EXAMPLES, RATIONALIZATIONS
+from components.core.rows import Attempt, Example, Source, read_rows, write_rows
+from components.core.seeds import Stage, chunk_seed, generation_seed
+from components.settings.steps import GenerateSettings
 from components.tasks.base import Task
+
+CHUNK_QUESTIONS = 4096  # questions generated (and their attempts held) at a time
 
 
 def score(
@@ -35,18 +46,6 @@ def score(
     return attempts
 
 
-def uses_few_shot(no_prompt: bool, iteration: int) -> bool:
-    """The few-shot prefix is always used by the base model; `no_prompt` drops it after iteration 1."""
-    return not (no_prompt and iteration > 1)
-
-
-CHUNK_QUESTIONS = 4096  # questions generated (and their attempts held) at a time
-
-
-def generation_seed(seed: int, iteration: int, stage: int, shard: int = 0) -> int:
-    return seed * 100_003 + iteration * 10 + stage + shard * 7_919
-
-
 def shard_of(rows: list, shard: int, num_shards: int) -> list:
     """The rows one generation shard handles (every num_shards-th, so shards are balanced)."""
     if not 0 <= shard < num_shards:
@@ -54,62 +53,111 @@ def shard_of(rows: list, shard: int, num_shards: int) -> list:
     return rows[shard::num_shards]
 
 
-def generate_rationales(
-    config_json: str, iteration: int, train_dir: str, base_dir: str, policy_dir: str, out_dir: str,
-    shard: int = 0, num_shards: int = 1,
-) -> dict[str, float]:
-    from components.backends import load_generator
-    from components.tasks import make_task
-    from pipelines.config import RunConfig
-
-    config = RunConfig.from_json(config_json)
-    task = make_task(config.task)
-    gen = config.generation
-    examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
-    generator = load_generator(gen, base_dir, policy_dir)
-    prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=uses_few_shot(gen.no_prompt, iteration))
+def generate(settings: GenerateSettings, task: Task, generator, iteration: int, shard: int, examples: list[Example],
+             out: Path, label: str) -> set[str]:
+    """Write the scored attempts of every question to `out`; return the ids of the questions some attempt solved.
+    Chunk k of the questions samples with its own seed (chunk 0 with the shard's)."""
+    gen = settings.generation
+    prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=gen.uses_few_shot(iteration))
     questions = [task.question(e, hint=False, direct=gen.direct) for e in examples]
-    label = f"iteration {iteration} · generate" + (f" · shard {shard}" if num_shards > 1 else "")
-    solved_ids: set[str] = set()
+    solved: set[str] = set()
     parts = max(1, -(-len(examples) // CHUNK_QUESTIONS))
+    shard_seed = generation_seed(settings.seed, iteration, Stage.GENERATION, shard)
 
     def attempts() -> Iterator[Attempt]:
         """Generated and scored a chunk at a time and written as they come, so the attempts of all questions
-        are never held at once. Chunk k samples with its own seed (chunk 0 with the shard's)."""
+        are never held at once."""
         for k in range(parts):
             part = slice(k * CHUNK_QUESTIONS, (k + 1) * CHUNK_QUESTIONS)
-            sampling: SamplingConfig = gen.sampling(generation_seed(config.seed, iteration, 0, shard) + k * 1_000_003)
-            outputs = generator.generate(prefix, questions[part], sampling, task.stop,
+            outputs = generator.generate(prefix, questions[part], gen.sampling(chunk_seed(shard_seed, k)), task.stop,
                                          label=label + (f" · part {k + 1}/{parts}" if parts > 1 else ""))
             for a in score(task, examples[part], outputs, source="generation", saved_prompts=questions[part],
                            direct=gen.direct):
                 if a.correct:
-                    solved_ids.add(a.id)
+                    solved.add(a.id)
                 yield a
 
-    write_rows(Path(out_dir) / ATTEMPTS, attempts())
-    solved = len(solved_ids)
-    stats = {"questions": len(examples), "solved": solved, "solved_share": solved / len(examples)}
-    print(f"iteration {iteration}: generation solved {solved}/{len(examples)} training questions"
+    write_rows(out, attempts())
+    return solved
+
+
+def rationalize(settings: GenerateSettings, task: Task, load_generator, iteration: int, shard: int,
+                failed: list[Example], out: Path, label: str) -> tuple[int, int]:
+    """Rationalize the failed questions (each with probability `p_rationalization`) and write the scored
+    attempts to `out`; return (questions rationalized, questions solved with the hint)."""
+    gen, rat = settings.generation, settings.rationalization
+    rng = random.Random(generation_seed(settings.seed, iteration, Stage.RATIONALIZATION_CHOICE, shard))
+    chosen = [e for e in failed if rng.random() < rat.p_rationalization]
+    attempts: list[Attempt] = []
+    if chosen:
+        prefix = task.prefix(hint=True, direct=gen.direct, use_few_shot=gen.uses_few_shot(iteration))
+        hinted = [task.question(e, hint=True, direct=gen.direct) for e in chosen]
+        saved = [
+            h if rng.random() < rat.p_show_hint_save else task.question(e, hint=False, direct=gen.direct)
+            for e, h in zip(chosen, hinted, strict=True)
+        ]
+        sampling = gen.sampling(generation_seed(settings.seed, iteration, Stage.RATIONALIZATION, shard))
+        outputs = load_generator().generate(prefix, hinted, sampling, task.stop, label=label)
+        attempts = score(task, chosen, outputs, source="rationalization", saved_prompts=saved, direct=gen.direct)
+    write_rows(out, attempts)
+    return len(chosen), len({a.id for a in attempts if a.correct})
+
+
+def generate_shard(
+    settings: GenerateSettings, iteration: int, train_dir: str, base_dir: str, model_dir: str, out_dir: str,
+    shard: int = 0, num_shards: int = 1, active: bool = True,
+) -> dict[str, float]:
+    """Generation, then rationalization of what generation failed, for one shard; both files in `out_dir`.
+    `active=False` (an early stop before this iteration): write empty files without loading a model."""
+    from components.generation import load_generator
+    from components.tasks import make_task
+
+    out = Path(out_dir)
+    if not active:
+        write_rows(out / ATTEMPTS, [])
+        write_rows(out / RATIONALIZATIONS, [])
+        return {"questions": 0, "solved": 0, "solved_share": 0.0, "failed": 0, "rationalized": 0,
+                "rationalization_solved": 0}
+    task = make_task(settings.task)
+    gen = settings.generation
+    examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
+    of_shards = f" · shard {shard}" if num_shards > 1 else ""
+    loaded = []
+
+    def generator():
+        """Loaded once, when first needed (a shard whose questions generation all solved never rationalizes)."""
+        if not loaded:
+            loaded.append(load_generator(gen.backend, base_dir, model_dir, batch_size=gen.batch_size, vllm=gen.vllm))
+        return loaded[0]
+
+    solved = generate(settings, task, generator(), iteration, shard, examples, out / ATTEMPTS,
+                      f"iteration {iteration} · generate{of_shards}")
+    failed = [e for e in examples if e.id not in solved]
+    rationalized, fixed = rationalize(settings, task, generator, iteration, shard, failed, out / RATIONALIZATIONS,
+                                      f"iteration {iteration} · rationalize{of_shards}")
+    print(f"iteration {iteration}: generation solved {len(solved)}/{len(examples)} training questions"
           + (f" (shard {shard} of {num_shards})" if num_shards > 1 else ""))
-    return stats
+    print(f"iteration {iteration}: rationalization solved {fixed}/{rationalized} of {len(failed)} failed questions")
+    return {"questions": len(examples), "solved": len(solved), "solved_share": len(solved) / len(examples),
+            "failed": len(failed), "rationalized": rationalized, "rationalization_solved": fixed}
 
 
 def generate_op(
-    config_json: str,
+    settings: str,
     iteration: int,
     shard: int,
     num_shards: int,
+    active: bool,
     train: Input[Dataset],
     base_model: Input[Model],
-    policy: Input[Model],
+    model: Input[Model],
     attempts: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    from components.generate import generate_rationales
-    from components.step_metrics import log_metrics
+    from components.generate import generate_shard
+    from components.settings.steps import GenerateSettings
+    from components.step_io import log_metrics
 
-    stats = generate_rationales(
-        config_json, iteration, train.path, base_model.path, policy.path, attempts.path, shard, num_shards
-    )
+    stats = generate_shard(GenerateSettings.load(settings), iteration, train.path, base_model.path, model.path,
+                           attempts.path, shard, num_shards, active)
     log_metrics(metrics, stats)

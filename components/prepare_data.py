@@ -4,17 +4,15 @@ from pathlib import Path
 
 from kfp.dsl import Dataset, Output
 
-from components.artifacts import EXAMPLES, HISTORY
-from components.errors import StarError
-from components.rows import write_rows
+from components.core.artifact_files import EXAMPLES, HISTORY
+from components.core.errors import StarError
+from components.core.rows import write_rows
+from components.settings.steps import PrepareDataSettings
 from components.tasks import make_task
 
 
-def prepare_data(config_json: str, train_dir: str, eval_dir: str, history_dir: str) -> dict[str, int]:
-    from pipelines.config import RunConfig
-
-    config = RunConfig.from_json(config_json)
-    task = make_task(config.task)
+def prepare_data(settings: PrepareDataSettings, train_dir: str, eval_dir: str, history_dir: str) -> dict[str, int]:
+    task = make_task(settings.task)
     train, held_out = task.load("train"), task.load("eval")
     if not train:
         raise StarError("The training split is empty; check the task's data settings.")
@@ -27,9 +25,10 @@ def prepare_data(config_json: str, train_dir: str, eval_dir: str, history_dir: s
     return {"train_questions": len(train), "eval_questions": len(held_out)}
 
 
-def prepare_data_op(config_json: str, train: Output[Dataset], eval_set: Output[Dataset], history: Output[Dataset]):
+def prepare_data_op(settings: str, train: Output[Dataset], eval_set: Output[Dataset], history: Output[Dataset]):
     from components.prepare_data import prepare_data
+    from components.settings.steps import PrepareDataSettings
 
-    counts = prepare_data(config_json, train.path, eval_set.path, history.path)
+    counts = prepare_data(PrepareDataSettings.load(settings), train.path, eval_set.path, history.path)
     train.metadata.update({"questions": counts["train_questions"]})
     eval_set.metadata.update({"questions": counts["eval_questions"]})

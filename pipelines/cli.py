@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from components.errors import StarError
-from pipelines.config import load_config
+from components.core.errors import StarError
+from pipelines.config import RunConfig, continue_from, load_config
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -22,6 +22,13 @@ console = Console(stderr=True)
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML run configuration (default: the arithmetic demo).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set iterations=5.")]
+FromOpt = Annotated[str | None, typer.Option(
+    "--from", help="Continue an earlier run from what it published (its `publish` folder or bucket URL): start after "
+    "its last published iteration, or at --start-iteration.",
+)]
+StartOpt = Annotated[int | None, typer.Option(
+    "--start-iteration", help="With --from: the first iteration to run (default: after the last published one).",
+)]
 
 
 def print_summary(rows: list[dict]) -> None:
@@ -49,6 +56,8 @@ def run(
         "--upload", help="Also copy the run folder (artifacts, models, checkpoints, summary) to this s3:// or gs:// "
         "folder when the run ends, finished or not.",
     )] = None,
+    from_url: FromOpt = None,
+    start_iteration: StartOpt = None,
 ) -> None:
     """Run a STaR loop on this machine through kfp.local."""
     from pipelines.local_run import resume_config, run_local, upload_run
@@ -59,7 +68,7 @@ def run(
                             "file, --set or other --out with it.")
         cfg, folder = resume_config(resume), resume
     else:
-        cfg = load_config(config, set_)
+        cfg = _continued(load_config(config, set_), from_url, start_iteration)
         folder = out or Path("runs") / cfg.name
     if upload is not None:
         from components.storage import check_reachable
@@ -74,25 +83,33 @@ def run(
     console.print(f"[green]wrote {folder / 'summary.json'} and {folder / 'report.html'}[/green]")
 
 
+def _continued(cfg: RunConfig, from_url: str | None, start_iteration: int | None) -> RunConfig:
+    """`cfg`, set by --from/--start-iteration to continue an earlier run from its published iterations."""
+    if from_url is None:
+        if start_iteration is not None:
+            raise StarError("--start-iteration needs --from: the publish folder of the run to continue.")
+        return cfg
+    cfg = continue_from(cfg, from_url, start_iteration)
+    console.print(f"continuing {from_url} at iteration {cfg.start.iteration}")
+    return cfg
+
+
 @app.command("compile")
 def compile_(
     config: ConfigArg = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Pipeline package to write.")] = Path("star.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Compile the pipeline to a package for `kfp run submit -f`."""
-    _compile_to(config, set_, output)
+    """Compile the pipeline to a package for `kfp run submit -f`; refuses a run too long for one Argo Workflow."""
+    _compile_to(load_config(config, set_), output)
     console.print(f"[green]wrote {output}[/green]")
 
 
-def _compile_to(cfg_path: Path | None, overrides: list[str] | None, output: Path) -> None:
-    from kfp import compiler
+def _compile_to(cfg: RunConfig, output: Path) -> None:
+    from pipelines.package import compile_checked
 
-    from pipelines.star_pipeline import build_pipeline
-
-    cfg = load_config(cfg_path, overrides)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(cfg), str(output))
+    report = compile_checked(cfg, output)
+    console.print(report.describe())
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080.")]
@@ -117,7 +134,7 @@ def upload(
         raise StarError("--host is required: the Kubeflow Pipelines API endpoint.")
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "star.yaml"
-        _compile_to(config, set_, package)
+        _compile_to(load_config(config, set_), package)
         try:
             result = upload_pipeline_version(str(package), host, pipeline_name, version_name, namespace)
         except SubmitError as e:
@@ -138,6 +155,8 @@ def submit(
         str | None, typer.Option("--service-account", help="Kubernetes service account of the run's pods.")
     ] = None,
     set_: SetOpt = None,
+    from_url: FromOpt = None,
+    start_iteration: StartOpt = None,
 ) -> None:
     """Compile, upload a pipeline version and start a run on a Kubeflow cluster; prints the run's UI link."""
     import tempfile
@@ -146,10 +165,10 @@ def submit(
 
     if not host:
         raise StarError("--host is required: the Kubeflow Pipelines API endpoint.")
-    cfg = load_config(config, set_)
+    cfg = _continued(load_config(config, set_), from_url, start_iteration)
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "star.yaml"
-        _compile_to(config, set_, package)
+        _compile_to(cfg, package)
         try:
             result = submit_run(
                 str(package), host, experiment=experiment, run_name=run_name,
@@ -166,9 +185,9 @@ def submit(
 def report(run_dir: Annotated[Path, typer.Argument(help="The folder of a finished `star run`.")]) -> None:
     """Render the accuracy curve and sample rationales of a finished run (RUN/report.html) and print its
     summary."""
-    from components.artifacts import COMPARISON, HISTORY, REPORT
-    from components.report import render_html
-    from components.rows import IterationRecord, read_rows
+    from components.core.artifact_files import COMPARISON, HISTORY, REPORT
+    from components.core.rows import IterationRecord, read_rows
+    from components.reporting.page import render_html
 
     history_path = run_dir / HISTORY
     if not history_path.exists():

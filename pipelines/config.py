@@ -2,136 +2,55 @@
 
 from __future__ import annotations
 
-import math
+import hashlib
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from components.backends.sampling import SamplingConfig
-from components.backends.vllm import VLLMConfig
-from components.base_model import SeedPretraining
-from components.distributed.deepspeed_config import DistributedConfig
-from components.errors import StarError
-from components.lr_schedule import LrSchedule
-from components.prepare_model import BUILTIN_TINY
+from components.core.errors import StarError
+from components.core.strict import Strict
+from components.demo.builtin import BUILTIN_TINY
+from components.settings.sections import (
+    EvaluationConfig,
+    GenerationConfig,
+    ModelConfig,
+    RationalizationConfig,
+)
+from components.settings.steps import (
+    EvaluateSettings,
+    FinetuneSetSettings,
+    GateSettings,
+    GenerateSettings,
+    PrepareDataSettings,
+    PrepareModelSettings,
+    PublishSettings,
+    ReportSettings,
+    SeedSetSettings,
+    StartSettings,
+    TrainSettings,
+)
 from components.storage import StorageConfig
-from components.storage import configure as configure_storage
 from components.tasks import ArithmeticConfig, TaskConfig
-from pipelines.placement import ClusterConfig
+from components.training.config import TrainingConfig
+from pipelines.placement import ClusterConfig, job_settings
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StartConfig(Strict):
+    """Where a run starts. A new run starts at iteration 1 from the base model; a run that continues an earlier
+    one (a long run split into a chain of runs, or a failed cluster run resumed) starts at iteration k from the
+    model and history that run published for iteration k-1."""
+
+    #: The first iteration this run trains (1: a new run).
+    iteration: int = Field(1, ge=1)
+    #: The `publish` location of the earlier run (needed when `iteration` is above 1).
+    from_url: str | None = None
 
 
-class ModelConfig(_Strict):
-    #: A Hugging Face model ID, a local `save_pretrained` folder, `builtin:tiny-arithmetic` (the demo's tiny
-    #: model, pre-trained locally on a seed set and cached) or `builtin:tiny-untrained` (random weights, for
-    #: CPU smoke runs of any task).
-    base: str = BUILTIN_TINY
-    builtin: SeedPretraining = Field(default_factory=SeedPretraining)
-    #: Where built-in base models are cached (default: ~/.cache/star/models).
-    cache_dir: str | None = None
-
-
-class GenerationConfig(_Strict):
-    #: `hf` (transformers, CPU or GPU) or `vllm` (GPU; offline engine, LoRA adapters served without merging).
-    backend: Literal["hf", "vllm"] = "hf"
-    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
-    batch_size: int = Field(32, ge=1)
-    max_new_tokens: int = Field(256, ge=1)
-    num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    #: At most this many distinct kept rationales per question enter the fine-tuning set.
-    max_per_question: int = Field(1, ge=1)
-    #: Answer without a rationale (the paper's direct baseline).
-    direct: bool = False
-    #: Drop the few-shot prefix after iteration 1 (the fine-tuned model no longer needs it).
-    no_prompt: bool = False
-
-    def sampling(self, seed: int) -> SamplingConfig:
-        return SamplingConfig(
-            num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
-            max_new_tokens=self.max_new_tokens, seed=seed,
-        )
-
-
-class RationalizationConfig(_Strict):
-    #: Each question the model got wrong is rationalized with this probability (0 disables rationalization).
-    p_rationalization: float = Field(1.0, ge=0.0, le=1.0)
-    #: Share of rationalized examples saved *with* the hint in their prompt (the paper: 0).
-    p_show_hint_save: float = Field(0.0, ge=0.0, le=1.0)
-
-
-class ScheduleConfig(_Strict):
-    """Training length of iteration n (n = 1, 2, ...)."""
-
-    kind: Literal["exponential", "linear", "epochs"] = "exponential"
-    start_steps: int = Field(40, ge=1)
-    grow: float = Field(1.2, gt=0.0)  # exponential: start_steps * grow^(n-1)
-    add_steps: int = Field(20, ge=0)  # linear: start_steps + add_steps * (n-1)
-    base_epochs: float = Field(1.0, gt=0.0)  # epochs: (base_epochs + add_epochs * (n-1)) passes
-    add_epochs: float = Field(0.0, ge=0.0)
-
-    def steps(self, iteration: int, kept_examples: int, examples_per_step: int) -> int:
-        if iteration < 1:
-            raise ValueError("iterations are numbered from 1")
-        n = iteration - 1
-        if self.kind == "exponential":
-            return int(self.start_steps * self.grow**n)
-        if self.kind == "linear":
-            return self.start_steps + self.add_steps * n
-        epochs = self.base_epochs + self.add_epochs * n
-        return math.ceil(kept_examples * epochs / examples_per_step)
-
-
-class TrainingConfig(_Strict):
-    method: Literal["lora", "full"] = "lora"
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    learning_rate: float = Field(1e-4, gt=0.0)
-    batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_length: int = Field(1024, ge=8)
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    #: The learning rate over an iteration's steps after warm-up: constant, or decayed to zero by its last step.
-    lr_schedule: LrSchedule = "constant"
-    weight_decay: float = Field(0.0, ge=0.0)
-    #: Start each iteration from the previous iteration's weights instead of the base model (paper: off).
-    continue_from_previous: bool = False
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    #: DeepSpeed ZeRO over the GPUs of the pod (torchrun/deepspeed), or over several nodes via a TrainJob.
-    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
-    #: Save a resumable checkpoint (weights, optimizer, scheduler, RNG, data position) every this many steps,
-    #: and when the step is told to stop (SIGTERM); a retried or resumed train step continues from the last one.
-    #: 0: never.
-    checkpoint_every: int = Field(50, ge=0)
-    #: Where checkpoints go: a folder path or an s3:// / gs:// URL. Local runs default to OUT/checkpoints; on a
-    #: cluster set a bucket URL, or checkpoints live on the pod's disk and do not outlive a preemption.
-    checkpoints: str | None = None
-
-
-class EvaluationConfig(_Strict):
-    #: Sample rationales per iteration shown in the report.
-    report_samples: int = Field(3, ge=0)
-    #: Besides greedy accuracy: this many samples per held-out question for maj@k and pass@k (1: greedy only).
-    num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.7, gt=0.0)
-    #: Stop early when held-out accuracy has not improved for this many iterations (None: never).
-    patience: int | None = Field(None, ge=1)
-    #: Also run, beside STaR, the ablation without rationalization (p_rationalization 0) and a control that
-    #: trains the base model on its seed set for as many steps as STaR trains; the report plots all three.
-    baselines: bool = False
-
-
-class RunConfig(_Strict):
+class RunConfig(Strict):
     name: str = Field("star", pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
     seed: int = 0
+    #: The last iteration (a new run trains iterations 1..iterations).
     iterations: int = Field(3, ge=1, le=256)
     task: TaskConfig = Field(default_factory=ArithmeticConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -141,6 +60,10 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     #: Generation (and rationalization) fan out over this many shards, one pod each on a cluster.
     num_shards: int = Field(1, ge=1, le=1024)
+    #: Copy each finished iteration's model and history to `<publish>/iteration-<n>/` (a folder, s3:// or
+    #: gs://), so that a later run can start from them (`start`).
+    publish: str | None = None
+    start: StartConfig = Field(default_factory=StartConfig)
     #: How to reach object storage (endpoint, region, path-style, retries) for s3:// and gs:// locations.
     storage: StorageConfig = Field(default_factory=StorageConfig)
     #: Images, placement and credentials on a cluster (ignored by local runs).
@@ -165,38 +88,80 @@ class RunConfig(_Strict):
         if self.evaluation.patience is not None or self.training.continue_from_previous:
             raise ValueError("evaluation.baselines runs every iteration from the base model; set "
                              "evaluation.patience to null and training.continue_from_previous to false")
+        if self.start.iteration > 1 or self.publish:
+            raise ValueError("evaluation.baselines runs every arm from iteration 1 in one run; set start.iteration "
+                             "to 1 and publish to null")
         return self
 
-    def ablation(self) -> RunConfig:
-        """The same run without rationalization (the paper's ablation)."""
-        r = self.rationalization.model_copy(update={"p_rationalization": 0.0})
-        return self.model_copy(update={"rationalization": r})
+    @model_validator(mode="after")
+    def _start_needs_an_earlier_run(self) -> RunConfig:
+        if self.start.iteration > self.iterations:
+            raise ValueError(f"start.iteration {self.start.iteration} is past the last iteration ({self.iterations})"
+                             "; raise iterations")
+        if self.start.iteration > 1 and not self.start.from_url:
+            raise ValueError("start.iteration above 1 needs start.from_url: the publish location of the run whose "
+                             f"iteration {self.start.iteration - 1} this run continues")
+        return self
 
     def to_json(self) -> str:
         return self.model_dump_json()
 
-    @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        """The configuration a step was given; its storage settings become the default for the step's reads
-        and writes of s3:// and gs:// locations."""
-        config = cls.model_validate_json(text)
-        configure_storage(config.storage)
-        return config
+    # The settings each step reads (one small JSON parameter per step; see components/settings/steps.py).
+
+    def prepare_data_settings(self) -> PrepareDataSettings:
+        return PrepareDataSettings(task=self.task, storage=self.storage)
+
+    def prepare_model_settings(self) -> PrepareModelSettings:
+        return PrepareModelSettings(model=self.model, storage=self.storage)
+
+    def generate_settings(self, rationalize: bool = True) -> GenerateSettings:
+        """`rationalize=False`: the ablation without rationalization (p_rationalization 0)."""
+        r = self.rationalization if rationalize else self.rationalization.model_copy(update={"p_rationalization": 0.0})
+        return GenerateSettings(seed=self.seed, task=self.task, generation=self.generation, rationalization=r,
+                                storage=self.storage)
+
+    def finetune_set_settings(self) -> FinetuneSetSettings:
+        return FinetuneSetSettings(max_per_question=self.generation.max_per_question, storage=self.storage)
+
+    def train_settings(self) -> TrainSettings:
+        job = job_settings(self.cluster, self.training.distributed, self.name)
+        return TrainSettings(run_name=self.name, seed=self.seed, training=self.training, job=job,
+                             storage=self.storage)
+
+    def evaluate_settings(self) -> EvaluateSettings:
+        return EvaluateSettings.of(self.seed, self.task, self.generation, self.evaluation, self.storage)
+
+    def gate_settings(self) -> GateSettings | None:
+        patience = self.evaluation.patience
+        return GateSettings(patience=patience, storage=self.storage) if patience is not None else None
+
+    def report_settings(self) -> ReportSettings:
+        return ReportSettings(run_name=self.name, task_name=self.task.name, iterations=self.iterations,
+                              patience=self.evaluation.patience, config_digest=config_digest(self.to_json()),
+                              storage=self.storage)
+
+    def seed_set_settings(self) -> SeedSetSettings:
+        return SeedSetSettings(recipe=self.model.builtin, storage=self.storage)
+
+    def publish_settings(self) -> PublishSettings | None:
+        return PublishSettings(url=self.publish, storage=self.storage) if self.publish else None
+
+    def start_settings(self) -> StartSettings:
+        assert self.start.from_url is not None
+        return StartSettings(url=self.start.from_url, iteration=self.start.iteration - 1, storage=self.storage)
+
+
+def config_digest(config_json: str) -> str:
+    """Identifies the configuration a report was made from (a local run finds its own reports by it)."""
+    return hashlib.sha256(config_json.encode()).hexdigest()
 
 
 def describe_validation_error(e: ValidationError, source: str) -> str:
     """One sentence per problem, naming the key to fix."""
-    parts = []
-    for err in e.errors():
-        key = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "is not a known setting (check the spelling)"
-        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
-            # a section is not echoed: it is long, and may hold what must never be logged (a credential)
-            msg = f"{msg} (got {err['input']!r})"
-        parts.append(f"{key}: {msg}")
-    return f"{source} is not a valid run configuration: " + "; ".join(parts) + "."
+    from components.core.validation import describe_problems
+
+    problems = describe_problems(e, default="(top level)", unknown="is not a known setting (check the spelling)")
+    return f"{source} is not a valid run configuration: {problems}."
 
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # what `star run` runs without a config file
@@ -237,3 +202,29 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         return RunConfig.model_validate(data)
     except ValidationError as e:
         raise StarError(describe_validation_error(e, source)) from e
+
+
+def continue_from(config: RunConfig, url: str, iteration: int | None = None) -> RunConfig:
+    """`config` set to continue the run published at `url`: at `iteration`, or after its last published iteration.
+    Its own `publish` defaults to the same folder, so a chain of runs keeps publishing where it reads."""
+    from components.published import published_iterations
+    from components.storage import configure
+
+    configure(config.storage)
+    have = published_iterations(url, config.storage)
+    if not have:
+        raise StarError(f"{url} holds no published iteration; give the `publish` folder of the run to continue.")
+    start = have[-1] + 1 if iteration is None else iteration
+    if start - 1 not in have:
+        raise StarError(f"{url} has no complete iteration {start - 1} to start iteration {start} from (published: "
+                        f"{', '.join(map(str, have))}).")
+    if start > config.iterations:
+        raise StarError(f"The run at {url} has finished iteration {start - 1}; raise iterations above "
+                        f"{config.iterations} to go on.")
+    data = config.model_dump(mode="json")
+    data["start"] = {"iteration": start, "from_url": url}
+    data["publish"] = data.get("publish") or url
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise StarError(describe_validation_error(e, "the configuration to continue with")) from e

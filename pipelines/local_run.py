@@ -15,10 +15,9 @@ from pathlib import Path
 import yaml
 from kfp import local
 
-from components.artifacts import COMPARISON, CONFIG_DIGEST, HISTORY, REPORT, SUMMARY
-from components.errors import StarError
-from components.report import config_digest
-from pipelines.config import RunConfig
+from components.core.artifact_files import COMPARISON, CONFIG_DIGEST, HISTORY, REPORT, SUMMARY
+from components.core.errors import StarError
+from pipelines.config import RunConfig, config_digest
 from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
 
@@ -49,8 +48,8 @@ def last_report(artifacts: Path, config: RunConfig, since: float | None = None) 
 def preflight(config: RunConfig) -> None:
     """What can be known before any step starts: local data files and model folders exist, and the buckets the
     run reads or writes answer."""
-    from components.storage import MANIFEST, check_reachable, configure, is_remote, read_manifest
-    from components.tasks.loading import DATA_SUFFIXES, is_url
+    from components.storage import MANIFEST, check_reachable, configure, is_remote, is_url, read_manifest
+    from components.tasks.records import DATA_SUFFIXES
 
     configure(config.storage)
     path = getattr(config.task, "path", None)
@@ -68,6 +67,14 @@ def preflight(config: RunConfig) -> None:
                             "`star storage put DIR URL`.")
     if config.training.checkpoints and is_remote(config.training.checkpoints):
         check_reachable(config.training.checkpoints, "training.checkpoints")
+    if config.start.iteration > 1 and config.start.from_url:
+        from components.published import published_iterations
+
+        have = published_iterations(config.start.from_url, config.storage)
+        if config.start.iteration - 1 not in have:
+            raise StarError(f"start.from_url {config.start.from_url} has no complete iteration "
+                            f"{config.start.iteration - 1} to start iteration {config.start.iteration} from "
+                            f"(published: {', '.join(map(str, have)) or 'none'}).")
 
 
 def step_error(log_text: str) -> str | None:

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-if TYPE_CHECKING:  # steps import this module's config models at run time, where kfp.dsl is trimmed down
+from components.core.tolerations import Toleration
+
+if TYPE_CHECKING:
     from kfp.dsl import PipelineTask
+
+    from components.training.deepspeed_config import DistributedConfig
+    from components.training.trainjob import JobSettings
 
 StepKind = Literal["cpu", "generate", "train", "evaluate"]
 
@@ -37,13 +42,6 @@ class ImagesConfig(_Strict):
     def ref(self, image: Literal["runtime", "train_gpu", "vllm", "train_tpu"]) -> str:
         name = getattr(self, image)
         return f"{self.registry}/{name}" if "@sha256:" in name else f"{self.registry}/{name}:{self.tag}"
-
-
-class Toleration(_Strict):
-    key: str
-    operator: Literal["Equal", "Exists"] = "Exists"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
 
 
 class StepResources(_Strict):
@@ -148,3 +146,20 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
         kubernetes.use_secret_as_env(task, secret_name=cluster.storage.secret,
                                      secret_key_to_env=cluster.storage.keys)
     return task
+
+
+def job_settings(cluster: ClusterConfig, distributed: DistributedConfig, run_name: str) -> JobSettings | None:
+    """What the pods of a multi-node training job need (image, placement of the train step, the storage
+    Secret), resolved when the pipeline is compiled; None when training runs in the train step's own pod."""
+    from components.training.trainjob import JobPod, JobSettings, SecretEnv
+
+    if distributed.nodes <= 1:
+        return None
+    train = cluster.placement.train
+    return JobSettings(
+        image=distributed.job_image or cluster.images.ref("train_gpu"),
+        pod=JobPod.model_validate(train.model_dump(include=set(JobPod.model_fields))),
+        secrets=[SecretEnv(secret=cluster.storage.secret, keys=cluster.storage.keys)] if cluster.storage.secret
+        else [],
+        run_name=run_name,
+    )

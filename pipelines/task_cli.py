@@ -16,11 +16,12 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from components import metrics
-from components.errors import StarError
-from components.rows import Example
+from components.core import metrics
+from components.core.errors import StarError
+from components.core.rows import Example
+from components.core.validation import describe_problems, first_problem
 from components.tasks import DATA_TASKS, TaskConfig, make_task
-from components.tasks.loading import DataTask, describe_validation_error, split_indices
+from components.tasks.data_task import DataTask, split_indices
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Check task data files.")
 
@@ -54,11 +55,7 @@ def build_task(task: str, path: str, prompts_dir: str | None = None, settings: l
     try:
         config = TypeAdapter(TaskConfig).validate_python(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'][1:]) or 'task'}: "
-            + ("is not a setting of this task" if err["type"] == "extra_forbidden" else err["msg"])
-            for err in e.errors()
-        )
+        problems = describe_problems(e, default="task", skip=1, unknown="is not a setting of this task")
         raise StarError(f"The {task} task settings are not valid: {problems}.") from e
     built = make_task(config)
     assert isinstance(built, DataTask)
@@ -201,7 +198,7 @@ def read_predictions(path: Path) -> list[tuple[int, PredictionRow]]:
                 reason = e.msg.removesuffix(" at")
                 raise StarError(f"{path}, line {lineno}: not valid JSON ({reason} at column {e.colno}).") from e
             except ValidationError as e:
-                loc, msg = describe_validation_error(e)
+                loc, msg = first_problem(e)
                 raise StarError(f"{path}, line {lineno}, field '{loc or 'row'}': {msg}.") from e
     if not rows:
         raise StarError(f"{path} holds no predictions.")
@@ -239,7 +236,7 @@ def score_predictions(task: DataTask, examples: list[Example], predictions: list
     if min(counts) not in ks:
         ks.append(min(counts))
     result["pass@k"] = {str(k): metrics.mean_pass_at_k([(len(r), sum(r)) for r in right], k) for k in ks}
-    if task.name == "multiple_choice":
+    if task.ranks_options:
         rankings = []
         for e, ans in zip(scored, answers, strict=True):
             given = outputs[e.id][0].ranking

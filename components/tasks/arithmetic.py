@@ -22,7 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.rows import Example
+from components.core.rows import Example
+from components.core.seeds import FEW_SHOT_OFFSET, held_out_pool_seed
 from components.tasks.base import Task
 
 _ANSWER_LINE = re.compile(r"^[0-9]+( [0-9]+)*$")
@@ -106,7 +107,7 @@ class ArithmeticTask(Task):
         if split == "eval":
             # A different stream of problems; questions shared with the train split are dropped.
             train = {e.question for e in self.load("train")}
-            pool = self.generate(c.eval_size * 2 + 50, c.seed + 1_000_003, "eval")
+            pool = self.generate(c.eval_size * 2 + 50, held_out_pool_seed(c.seed), "eval")
             fresh = [e for e in pool if e.question not in train]
             by_group: dict[str, list[Example]] = {}
             for e in fresh:
@@ -121,7 +122,7 @@ class ArithmeticTask(Task):
         raise ValueError(f"unknown split {split!r}")
 
     def few_shot(self, *, hint: bool, direct: bool) -> list[str]:
-        rng = random.Random(self.config.seed + 7)
+        rng = random.Random(self.config.seed + FEW_SHOT_OFFSET)
         shots = []
         for d in self.config.few_shot_digits:
             a, b = random_operand(rng, d), random_operand(rng, d)

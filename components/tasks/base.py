@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from components.rows import Example
+from components.core.rows import Example
 
 
 class Task(ABC):
@@ -15,6 +15,8 @@ class Task(ABC):
     name: ClassVar[str]
     #: Generation stops at the first of these strings (the blank line that ends a few-shot example).
     stop: ClassVar[tuple[str, ...]] = ("\n\n",)
+    #: The task's answers are options a model can rank (`ranking_request`), so MAP@3 is reported.
+    ranks_options: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, split: str) -> list[Example]:

@@ -19,17 +19,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from components.errors import StarError
-from components.rows import Example
-from components.tasks.loading import (
-    OPTION_LETTERS,
-    DataTask,
-    DataTaskConfig,
-    NonBlank,
-    ShotSet,
-    files_for,
-    shots_from_files,
-)
+from components.core.errors import StarError
+from components.core.rows import Example
+from components.tasks.data_task import DataTask, DataTaskConfig
+from components.tasks.few_shot import ShotSet, files_for, shots_from_files
+from components.tasks.row_validation import OPTION_LETTERS, NonBlank
 
 LETTERS = OPTION_LETTERS
 CORRECT = " (CORRECT)"

@@ -18,17 +18,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from components.errors import StarError
-from components.rows import Example
-from components.tasks.loading import (
-    DataTask,
-    DataTaskConfig,
-    NonBlank,
-    ShotSet,
-    check_shot,
-    shots_from_examples,
-    shots_from_files,
-)
+from components.core.errors import StarError
+from components.core.rows import Example
+from components.tasks.data_task import DataTask, DataTaskConfig
+from components.tasks.few_shot import ShotSet, check_shot, shots_from_examples, shots_from_files
+from components.tasks.row_validation import NonBlank
 
 _ANNOTATION = re.compile(r"<<[^<>]*>>")
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")

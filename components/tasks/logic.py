@@ -28,17 +28,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.rows import Example
-from components.tasks.loading import (
-    OPTION_LETTERS,
-    DataTask,
-    DataTaskConfig,
-    NonBlank,
-    OptionLetter,
-    ShotSet,
-    shots_from_examples,
-    shots_from_files,
-)
+from components.core.rows import Example
+from components.tasks.data_task import DataTask, DataTaskConfig
+from components.tasks.few_shot import ShotSet, shots_from_examples, shots_from_files
+from components.tasks.row_validation import OPTION_LETTERS, NonBlank, OptionLetter
 
 LETTERS = OPTION_LETTERS
 INSTRUCTION = (

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.rows import Example
+from components.core.rows import Example
 from components.tasks.commonsenseqa import (
     LETTERS,
     choices_block,
@@ -31,15 +31,9 @@ from components.tasks.commonsenseqa import (
     read_letter,
     shot_answer,
 )
-from components.tasks.loading import (
-    DataTask,
-    DataTaskConfig,
-    NonBlank,
-    OptionLetter,
-    ShotSet,
-    shots_from_examples,
-    shots_from_files,
-)
+from components.tasks.data_task import DataTask, DataTaskConfig
+from components.tasks.few_shot import ShotSet, shots_from_examples, shots_from_files
+from components.tasks.row_validation import NonBlank, OptionLetter
 
 _SPACE = re.compile(r"\s+")
 ANSWER_IS = "the answer is"
@@ -140,6 +134,7 @@ def ranking_from_scores(letters: Sequence[str], scores: Sequence[float], k: int 
 
 class MultipleChoiceTask(DataTask[MCRow]):
     name = "multiple_choice"
+    ranks_options = True
     row_model = MCRow
     required_columns = ("prompt", "A", "B", "answer")
     config: MultipleChoiceConfig

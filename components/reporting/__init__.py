@@ -1,0 +1,1 @@
+"""Rendering what a run shows a person: the report page."""

@@ -1,0 +1,62 @@
+"""The `training` section of a run configuration: how an iteration fine-tunes, for how long, on what hardware."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from components.core.strict import Strict
+from components.training.deepspeed_config import DistributedConfig
+from components.training.lr_schedule import LrSchedule
+
+
+class ScheduleConfig(Strict):
+    """Training length of iteration n (n = 1, 2, ...)."""
+
+    kind: Literal["exponential", "linear", "epochs"] = "exponential"
+    start_steps: int = Field(40, ge=1)
+    grow: float = Field(1.2, gt=0.0)  # exponential: start_steps * grow^(n-1)
+    add_steps: int = Field(20, ge=0)  # linear: start_steps + add_steps * (n-1)
+    base_epochs: float = Field(1.0, gt=0.0)  # epochs: (base_epochs + add_epochs * (n-1)) passes
+    add_epochs: float = Field(0.0, ge=0.0)
+
+    def steps(self, iteration: int, kept_examples: int, examples_per_step: int) -> int:
+        if iteration < 1:
+            raise ValueError("iterations are numbered from 1")
+        n = iteration - 1
+        if self.kind == "exponential":
+            return int(self.start_steps * self.grow**n)
+        if self.kind == "linear":
+            return self.start_steps + self.add_steps * n
+        epochs = self.base_epochs + self.add_epochs * n
+        return math.ceil(kept_examples * epochs / examples_per_step)
+
+
+class TrainingConfig(Strict):
+    method: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    learning_rate: float = Field(1e-4, gt=0.0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=8)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    #: The learning rate over an iteration's steps after warm-up: constant, or decayed to zero by its last step.
+    lr_schedule: LrSchedule = "constant"
+    weight_decay: float = Field(0.0, ge=0.0)
+    #: Start each iteration from the previous iteration's weights instead of the base model (paper: off).
+    continue_from_previous: bool = False
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    #: DeepSpeed ZeRO over the GPUs of the pod (torchrun/deepspeed), or over several nodes via a TrainJob.
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    #: Save a resumable checkpoint (weights, optimizer, scheduler, RNG, data position) every this many steps,
+    #: and when the step is told to stop (SIGTERM); a retried or resumed train step continues from the last one.
+    #: 0: never.
+    checkpoint_every: int = Field(50, ge=0)
+    #: Where checkpoints go: a folder path or an s3:// / gs:// URL. Local runs default to OUT/checkpoints; on a
+    #: cluster set a bucket URL, or checkpoints live on the pod's disk and do not outlive a preemption.
+    checkpoints: str | None = None

@@ -31,10 +31,9 @@ from components.training.trainer_state import CheckpointCallback, CheckpointPlan
 
 IGNORE = -100
 #: On CPU, the most padded tokens one forward/backward pass takes: a step's batch goes through in micro-batches
-#: of this size and their gradients add up to the step's. Activation memory grows with the pass, not the step
-#: (a 16-row batch of 224-token rows in one pass held ~190 MB of activations), and on one CPU thread the
-#: smaller passes were faster (less padding). The update is the same: the Trainer divides each micro-batch's
-#: summed loss by the completion tokens of the whole step.
+#: of this size and their gradients add up to the step's, so activation memory grows with the pass, not the step
+#: (measurements: benchmarks/RESULTS.md, "Design choices"). The update is the same: the Trainer divides each
+#: micro-batch's summed loss by the completion tokens of the whole step.
 CPU_MICRO_BATCH_TOKENS = 1024
 
 
@@ -97,10 +96,8 @@ class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
 
     A step's `batch_size` rows are a random draw, so a step mixes short and long rows; sorted within the step,
     the micro-batches it goes through in (CPU passes, gradient accumulation) each pad only to their own longest
-    row. Length-grouped batches (transformers' `group_by_length`: every step of one length) trained far worse
-    where length follows the kind of example, as a sum's digit count does: on 1-3-digit sums the mean loss over
-    steps 300-399 was 0.64-0.74 against 0.12-0.18 with random batches, whether the grouped batches came in a sweep
-    from long to short or shuffled."""
+    row. Length-grouped batches (transformers' `group_by_length`) train far worse where length follows the kind of
+    example, as a sum's digit count does (benchmarks/RESULTS.md, "Design choices")."""
 
     def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
         self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0

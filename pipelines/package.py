@@ -120,7 +120,7 @@ def compile_package(pipeline: Any, path: str | Path) -> tuple[dict[str, Any], di
 
 class PackageReport(BaseModel):
     """What `star compile` says of a package: its size, the tasks a run of it executes, and the estimated size of
-    the Argo Workflow object at the end of the run (see pipelines/workflow_size.py for the method)."""
+    the Argo Workflow object at the end of the run (see pipelines/workflow_size/ for the method)."""
 
     iterations: int
     package_bytes: int

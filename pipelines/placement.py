@@ -111,6 +111,19 @@ def image_for(kind: StepKind, cluster: ClusterConfig, backend: str) -> str:
     return images.ref("runtime")
 
 
+RETRY_BACKOFF_S = 60  # wait before the first retry
+RETRY_BACKOFF_FACTOR = 2  # each later wait doubles
+
+
+def retry_window_s(res: StepResources) -> int:
+    """The retry policy's `backoff_max_duration`. Argo counts it (`retryStrategy.backoff.maxDuration`) from the
+    start of the first attempt, not per attempt, and retries no more once it has passed: it must cover every
+    attempt running to its timeout plus the waits between them, or a long step preempted late is never
+    retried (and never resumes from its checkpoint)."""
+    waits = sum(RETRY_BACKOFF_S * RETRY_BACKOFF_FACTOR**i for i in range(res.retries))
+    return res.timeout_s * (res.retries + 1) + waits
+
+
 def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: bool = True) -> PipelineTask:
     """Resources, node pool, /dev/shm, timeout, retries (unless `retries` is off) and credentials for one
     step."""
@@ -140,8 +153,8 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
             kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
     kubernetes.set_timeout(task, res.timeout_s)
     if retries and res.retries:
-        task.set_retry(num_retries=res.retries, backoff_duration="60s", backoff_factor=2.0,
-                       backoff_max_duration="3600s")
+        task.set_retry(num_retries=res.retries, backoff_duration=f"{RETRY_BACKOFF_S}s",
+                       backoff_factor=RETRY_BACKOFF_FACTOR, backoff_max_duration=f"{retry_window_s(res)}s")
     if cluster.storage.secret:
         kubernetes.use_secret_as_env(task, secret_name=cluster.storage.secret,
                                      secret_key_to_env=cluster.storage.keys)

@@ -88,6 +88,25 @@ def test_gpu_placement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert SECRET_VALUE not in text and "AWS_SECRET_ACCESS_KEY" in text  # the key name, never a value
 
 
+def _seconds(duration: str) -> int:
+    return int(float(duration.rstrip("s")))
+
+
+def test_a_long_step_is_retried_until_its_last_attempt_could_have_timed_out(tmp_path: Path) -> None:
+    """Argo counts the retry policy's backoff_max_duration from the first attempt's start: a train step preempted
+    late in its 24-hour timeout must still be retried (and resume from its checkpoint), so the window covers
+    every attempt to its timeout and the waits between them."""
+    spec, _, _ = compile_config(GPU, tmp_path)
+    train = spec["components"]["comp-star-iteration"]["dag"]["tasks"]["train-op"]["retryPolicy"]
+    retries = train["maxRetryCount"]
+    assert retries == 3
+    waits = sum(_seconds(train["backoffDuration"]) * int(train["backoffFactor"]) ** i for i in range(retries))
+    assert _seconds(train["backoffMaxDuration"]) >= 86400 * (retries + 1) + waits
+    for task in spec["components"]["comp-star-iteration"]["dag"]["tasks"].values():
+        if "retryPolicy" in task:  # every step: default 6-hour timeout, 2 retries
+            assert _seconds(task["retryPolicy"]["backoffMaxDuration"]) >= 3 * 6 * 3600
+
+
 def test_gpu_shape_sub_dags_shards_and_early_stop(tmp_path: Path) -> None:
     spec, _, _ = compile_config(GPU, tmp_path)
     comps = spec["components"]

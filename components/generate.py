@@ -8,6 +8,7 @@
 
 Both run in one task, so the shard loads its model (a vLLM engine on a cluster) once per iteration."""
 
+import functools
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -122,13 +123,11 @@ def generate_shard(
     gen = settings.generation
     examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
     of_shards = f" · shard {shard}" if num_shards > 1 else ""
-    loaded = []
 
+    @functools.cache
     def generator():
-        """Loaded once, when first needed (a shard whose questions generation all solved never rationalizes)."""
-        if not loaded:
-            loaded.append(load_generator(gen.backend, base_dir, model_dir, batch_size=gen.batch_size, vllm=gen.vllm))
-        return loaded[0]
+        """The shard's model, loaded once for generation and rationalization."""
+        return load_generator(gen.backend, base_dir, model_dir, batch_size=gen.batch_size, vllm=gen.vllm)
 
     solved = generate(settings, task, generator(), iteration, shard, examples, out / ATTEMPTS,
                       f"iteration {iteration} · generate{of_shards}")

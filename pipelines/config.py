@@ -207,17 +207,17 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def continue_from(config: RunConfig, url: str, iteration: int | None = None) -> RunConfig:
     """`config` set to continue the run published at `url`: at `iteration`, or after its last published iteration.
     Its own `publish` defaults to the same folder, so a chain of runs keeps publishing where it reads."""
-    from components.published import published_iterations
+    from components.published import published_iterations, require_iteration
     from components.storage import configure
 
     configure(config.storage)
-    have = published_iterations(url, config.storage)
-    if not have:
-        raise StarError(f"{url} holds no published iteration; give the `publish` folder of the run to continue.")
-    start = have[-1] + 1 if iteration is None else iteration
-    if start - 1 not in have:
-        raise StarError(f"{url} has no complete iteration {start - 1} to start iteration {start} from (published: "
-                        f"{', '.join(map(str, have))}).")
+    if iteration is None:
+        have = published_iterations(url, config.storage)
+        if not have:
+            raise StarError(f"{url} holds no published iteration; give the `publish` folder of the run to continue.")
+        iteration = have[-1] + 1
+    require_iteration(url, iteration - 1, config.storage)
+    start = iteration
     if start > config.iterations:
         raise StarError(f"The run at {url} has finished iteration {start - 1}; raise iterations above "
                         f"{config.iterations} to go on.")

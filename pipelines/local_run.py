@@ -68,13 +68,9 @@ def preflight(config: RunConfig) -> None:
     if config.training.checkpoints and is_remote(config.training.checkpoints):
         check_reachable(config.training.checkpoints, "training.checkpoints")
     if config.start.iteration > 1 and config.start.from_url:
-        from components.published import published_iterations
+        from components.published import require_iteration
 
-        have = published_iterations(config.start.from_url, config.storage)
-        if config.start.iteration - 1 not in have:
-            raise StarError(f"start.from_url {config.start.from_url} has no complete iteration "
-                            f"{config.start.iteration - 1} to start iteration {config.start.iteration} from "
-                            f"(published: {', '.join(map(str, have)) or 'none'}).")
+        require_iteration(config.start.from_url, config.start.iteration - 1, config.storage)
 
 
 def step_error(log_text: str) -> str | None:

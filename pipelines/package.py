@@ -181,6 +181,11 @@ def compile_checked(config: RunConfig, path: str | Path) -> PackageReport:
     Path(path).unlink(missing_ok=True)
     fits = largest_fitting(config, report.limit_bytes)
     first = config.start.iteration
+    if fits == 0:
+        raise StarError(
+            f"Even one iteration's Argo Workflow would grow to more than the {report.limit_bytes / 1024:,.0f} KiB "
+            "Kubernetes lets Argo keep in one object; lower num_shards."
+        )
     raise StarError(
         f"This run's Argo Workflow would grow to about {report.workflow_bytes / 1024:,.0f} KiB by its end, over the "
         f"{report.limit_bytes / 1024:,.0f} KiB Kubernetes lets Argo keep in one object; at most {fits} iterations "

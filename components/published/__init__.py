@@ -38,14 +38,20 @@ def published_iterations(url: str, storage: StorageConfig | None = None) -> list
     return sorted(int(m.group(1)) for key in list_objects(url, storage) if (m := _ITERATION.match(key)))
 
 
+def require_iteration(url: str, iteration: int, storage: StorageConfig | None = None) -> list[int]:
+    """The published iterations under `url`, which must include `iteration` (StarError naming them otherwise)."""
+    have = published_iterations(url, storage)
+    if iteration not in have:
+        listed = ", ".join(map(str, have)) if have else "none"
+        raise StarError(f"{url} has no complete iteration {iteration} to start iteration {iteration + 1} from "
+                        f"(published there: {listed}); start after one of those.")
+    return have
+
+
 def fetch_iteration(url: str, iteration: int, model_dir: str | Path, history_dir: str | Path,
                     storage: StorageConfig | None = None) -> None:
     """Download published iteration `iteration` (verified against its manifest) into the two folders."""
-    if iteration not in published_iterations(url, storage):
-        have = published_iterations(url, storage)
-        listed = ", ".join(map(str, have)) if have else "none"
-        raise StarError(f"{iteration_url(url, iteration)} holds no complete published iteration (complete ones under "
-                        f"{url}: {listed}); start from one of those with start.iteration = that + 1.")
+    require_iteration(url, iteration, storage)
     with tempfile.TemporaryDirectory(prefix="star-start-") as work:
         folder = Path(work) / "iteration"
         download_dir(iteration_url(url, iteration), folder, storage)

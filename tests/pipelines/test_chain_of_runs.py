@@ -48,7 +48,7 @@ def test_continuing_needs_a_published_iteration_before_the_start(tmp_path):
         continue_from(base, str(tmp_path / "empty"))
     with pytest.raises(StarError, match="raise iterations"):
         continue_from(load_config(None, ["iterations=1", "evaluation.baselines=false"]), url)
-    with pytest.raises(StarError, match="holds no complete published iteration"):
+    with pytest.raises(StarError, match="no complete iteration 2 to start iteration 3 from"):
         fetch_iteration(url, 2, tmp_path / "m", tmp_path / "h")
 
 

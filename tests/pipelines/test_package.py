@@ -106,3 +106,12 @@ def test_compile_refuses_a_run_too_long_for_one_workflow_and_names_the_largest_t
     report = compile_checked(config.model_copy(update={"iterations": 2}), out)
     assert out.exists() and report.workflow_bytes <= report.limit_bytes and report.tasks > 0
     assert "2 iterations: package" in report.describe()
+
+
+def test_compile_says_so_when_not_even_one_iteration_fits(tmp_path, monkeypatch):
+    from pipelines import workflow_size
+    from pipelines.package import compile_checked
+
+    monkeypatch.setattr(workflow_size, "ARGO_OBJECT_LIMIT", 1024)
+    with pytest.raises(StarError, match="Even one iteration.*lower num_shards"):
+        compile_checked(load_config(GPU_EXAMPLE, ["iterations=2"]), tmp_path / "star.yaml")

@@ -114,6 +114,8 @@ def _compile_to(cfg: RunConfig, output: Path) -> None:
 
 HostOpt = Annotated[str, typer.Option("--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080.")]
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", help="Kubeflow profile namespace (multi-user).")]
+CaCertOpt = Annotated[str | None, typer.Option(
+    "--ca-cert", help="PEM bundle of the CA that signed a private endpoint's certificate (default: $KFP_CA_CERT).")]
 
 
 @app.command()
@@ -122,7 +124,10 @@ def upload(
     host: HostOpt = "",
     pipeline_name: Annotated[str, typer.Option("--pipeline-name", help="Pipeline name in Kubeflow.")] = "star",
     version_name: Annotated[str | None, typer.Option("--version-name", help="Default: a unique name.")] = None,
+    version_prefix: Annotated[str | None, typer.Option(
+        "--version-prefix", help="A unique version name starting with this (what repeated uploads want).")] = None,
     namespace: NamespaceOpt = None,
+    ca_cert: CaCertOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Compile the pipeline and upload it as a new pipeline version (it appears in the Kubeflow UI)."""
@@ -136,7 +141,8 @@ def upload(
         package = Path(tmp) / "star.yaml"
         _compile_to(load_config(config, set_), package)
         try:
-            result = upload_pipeline_version(str(package), host, pipeline_name, version_name, namespace)
+            result = upload_pipeline_version(str(package), host, pipeline_name, version_name, namespace,
+                                             ca_cert=ca_cert, version_prefix=version_prefix)
         except SubmitError as e:
             raise StarError(str(e)) from e
     console.print(f"[green]uploaded {result.pipeline_name} version {result.version_name}[/green]")
@@ -154,6 +160,7 @@ def submit(
     service_account: Annotated[
         str | None, typer.Option("--service-account", help="Kubernetes service account of the run's pods.")
     ] = None,
+    ca_cert: CaCertOpt = None,
     set_: SetOpt = None,
     from_url: FromOpt = None,
     start_iteration: StartOpt = None,
@@ -173,7 +180,7 @@ def submit(
             result = submit_run(
                 str(package), host, experiment=experiment, run_name=run_name,
                 pipeline_name=pipeline_name or f"star-{cfg.name}", namespace=namespace,
-                service_account=service_account,
+                service_account=service_account, ca_cert=ca_cert,
             )
         except SubmitError as e:
             raise StarError(str(e)) from e

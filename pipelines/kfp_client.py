@@ -2,8 +2,13 @@
 token, a health check before anything is sent, a quiet ``kfp.Client`` session, the namespace, and the
 translation of what the client raises into :class:`SubmitError`, one sentence naming the host and what to check.
 
-Credentials: the bearer token comes only from the ``existing_token`` argument or the ``KFP_TOKEN`` environment
-variable. It is sent as an ``Authorization`` header and never printed, logged or put into an error message.
+Credentials: the bearer token comes from the ``existing_token`` argument, else the ``KFP_TOKEN`` environment
+variable, else the file Kubeflow mounts into notebooks and pods for the KFP API (``KF_PIPELINES_SA_TOKEN_PATH``,
+by default ``/var/run/secrets/kubeflow/pipelines/token``, as ``kfp.Client`` reads it). It is sent as an
+``Authorization`` header and never printed, logged or put into an error message. A private endpoint's CA
+bundle is passed as ``ca_cert`` (``--ca-cert``, ``KFP_CA_CERT``).
+
+The server's release (``tag_name`` of ``/apis/v2beta1/healthz``) is checked against :data:`MIN_KFP_VERSION`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +25,14 @@ from urllib.parse import urlsplit
 
 TOKEN_ENV = "KFP_TOKEN"
 """Environment variable holding the bearer token for the KFP API (used when no token is passed)."""
+TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+"""Where Kubeflow's PodDefault puts the projected KFP token of a notebook or pod (kfp.client's own name)."""
+DEFAULT_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
+
+MIN_KFP_VERSION = "2.14.0"
+"""The oldest KFP backend that runs the package: collecting the shards' outputs out of a ParallelFor
+(``dsl.Collected``) reached the backend in 2.14.0 (KFP CHANGELOG: "enable dsl.Collected for parameters &
+artifacts", #11725); Kubeflow Platform releases ship it from 1.11 on."""
 
 _PREFLIGHT_TIMEOUT_S = 15.0
 _MAX_SERVER_MESSAGE = 300
@@ -43,9 +57,36 @@ def normalize_host(host: str) -> str:
 
 
 def resolve_token(existing_token: str | None) -> str | None:
+    """The argument, else $KFP_TOKEN, else the mounted ServiceAccount token file (read fresh each time: the
+    kubelet rotates it)."""
     token = existing_token if existing_token else os.environ.get(TOKEN_ENV, "")
+    if not token.strip():
+        path = os.environ.get(TOKEN_PATH_ENV) or DEFAULT_TOKEN_PATH
+        try:
+            token = open(path, encoding="utf-8").read()  # noqa: SIM115 - tiny file, read once
+        except FileNotFoundError:
+            if os.environ.get(TOKEN_PATH_ENV):
+                raise SubmitError(f"${TOKEN_PATH_ENV} names {path}, which does not exist; fix the path or unset "
+                                  "it.") from None
+        except OSError as exc:
+            raise SubmitError(f"Could not read the KFP token file {path} ({type(exc).__name__}); check its "
+                              "permissions.") from None
     token = token.strip()
     return token or None
+
+
+def resolve_ca_cert(ca_cert: str | None) -> str | None:
+    """A CA bundle file for TLS to a private endpoint: the argument, else $KFP_CA_CERT; None: the public CAs."""
+    path = (ca_cert or os.environ.get(CA_CERT_ENV, "")).strip()
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise SubmitError(f"The CA bundle {path} (--ca-cert or ${CA_CERT_ENV}) does not exist; pass the PEM file of "
+                          "the certificate authority that signed the Kubeflow endpoint's certificate.")
+    return path
+
+
+CA_CERT_ENV = "KFP_CA_CERT"
 
 
 def redact(text: str, token: str | None) -> str:
@@ -71,7 +112,8 @@ def server_message(body: bytes | str | None) -> str:
 
 def http_hint(status: int) -> str:
     if status in (401, 403):
-        return f"check the bearer token (argument or ${TOKEN_ENV}) and that it may use this namespace"
+        return (f"check the bearer token (argument, ${TOKEN_ENV} or the file ${TOKEN_PATH_ENV} names) and that it "
+                "may use this namespace")
     if status == 404:
         return "check that the URL points at the Kubeflow Pipelines UI/API (the one serving /apis/v2beta1)"
     if status == 409:
@@ -81,8 +123,22 @@ def http_hint(status: int) -> str:
     return "check the Kubeflow Pipelines API server (ml-pipeline) logs"
 
 
-def preflight(base: str, token: str | None) -> bool:
-    """Check that ``base`` serves the KFP v2beta1 API; returns its multi-user flag."""
+def check_server_version(base: str, tag: str | None) -> None:
+    """Refuse a KFP backend older than MIN_KFP_VERSION; a release it does not name ("unknown", a dev build) is
+    let through."""
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(?:[-+.].*)?", (tag or "").strip())
+    if match is None:
+        return
+    if tuple(map(int, match.groups())) < tuple(map(int, MIN_KFP_VERSION.split("."))):
+        raise SubmitError(
+            f"Kubeflow Pipelines at {base} is release {tag}; this pipeline collects its shards' outputs out of a "
+            f"ParallelFor (dsl.Collected), which KFP's backend runs from {MIN_KFP_VERSION} on (Kubeflow 1.11): "
+            "upgrade Kubeflow Pipelines."
+        )
+
+
+def preflight(base: str, token: str | None, ca_cert: str | None = None) -> bool:
+    """Check that ``base`` serves the KFP v2beta1 API of a recent enough release; returns its multi-user flag."""
     import certifi
     import urllib3
 
@@ -90,7 +146,7 @@ def preflight(base: str, token: str | None) -> bool:
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=ca_cert or certifi.where())
     try:
         resp = pool.request(
             "GET",
@@ -103,10 +159,15 @@ def preflight(base: str, token: str | None) -> bool:
     except urllib3.exceptions.SSLError as exc:
         raise SubmitError(
             f"TLS to Kubeflow Pipelines at {base} failed ({redact(type(exc).__name__, token)}); "
-            "check the certificate or use the right http/https scheme."
+            "check the certificate (a private CA: --ca-cert) or use the right http/https scheme."
         ) from None
     except urllib3.exceptions.HTTPError as exc:
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, urllib3.exceptions.SSLError):  # after retries urllib3 wraps it in MaxRetryError
+            raise SubmitError(
+                f"TLS to Kubeflow Pipelines at {base} failed (the certificate is not trusted here); pass the CA "
+                f"that signed it with --ca-cert (or ${CA_CERT_ENV}), or use the right http/https scheme."
+            ) from None
         raise SubmitError(
             f"Could not reach Kubeflow Pipelines at {base} ({redact(type(reason).__name__, token)}); "
             "check the URL, that the API is reachable from here (e.g. kubectl port-forward "
@@ -136,6 +197,7 @@ def preflight(base: str, token: str | None) -> bool:
             "(a login page?); "
             f"check the URL and pass a bearer token via ${TOKEN_ENV} if the cluster needs one."
         )
+    check_server_version(base, payload.get("tag_name"))
     return bool(payload.get("multi_user") or payload.get("multiUser"))
 
 
@@ -149,12 +211,12 @@ def quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def kfp_session(base: str, token: str | None) -> Iterator[Any]:
+def kfp_session(base: str, token: str | None, ca_cert: str | None = None) -> Iterator[Any]:
     import kfp
 
     try:
         with quiet(), api_errors(base, "connect", token):
-            client = kfp.Client(host=base, existing_token=token)
+            client = kfp.Client(host=base, existing_token=token, ssl_ca_cert=ca_cert)
     except TimeoutError:
         raise SubmitError(
             f"Kubeflow Pipelines at {base} did not answer its health check; check the ml-pipeline service."

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from components.core.errors import StarError
 from components.core.tolerations import Toleration
 
 if TYPE_CHECKING:
     from kfp.dsl import PipelineTask
 
     from components.training.deepspeed_config import DistributedConfig
-    from components.training.trainjob import JobSettings
+    from components.training.trainjob import JobSettings, SecretEnv
 
 StepKind = Literal["cpu", "generate", "train", "evaluate"]
 
@@ -78,24 +79,59 @@ class PlacementConfig(_Strict):
     cpu: StepResources = Field(default_factory=StepResources)
     generate: StepResources = Field(default_factory=StepResources)
     train: StepResources = Field(default_factory=StepResources)
+    #: Evaluation generates with the same model and engine as the generate step, so every field it does not set
+    #: is taken from `generate` (GPUs, CPU, memory, node selector, tolerations, timeout).
     evaluate: StepResources = Field(default_factory=StepResources)
     #: When set, the train step runs on TPU (google.com/tpu) instead of GPUs.
     tpu: TPUConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluate_like_generate(cls, data: object) -> object:
+        if not isinstance(data, dict) or "generate" not in data:
+            return data
+        generate = data["generate"]
+        base = generate.model_dump(exclude_unset=True) if isinstance(generate, StepResources) else dict(generate or {})
+        evaluate = data.get("evaluate")
+        own = (evaluate.model_dump(exclude_unset=True) if isinstance(evaluate, StepResources)
+               else dict(evaluate or {}))
+        return {**data, "evaluate": {**base, **own}}
+
 
 class StorageCredentials(_Strict):
-    #: Kubernetes Secret holding object-storage credentials; its keys become environment variables.
+    #: Kubernetes Secret holding object-storage credentials; its keys become environment variables. The Helm
+    #: chart's Secret is `<release>-object-store` (`<release>-star-object-store` when the release name does not
+    #: contain "star"); its upload hook sets this for the pipeline it registers.
     secret: str | None = None
+    #: Secret key -> environment variable, each required (a missing key stops the pod from starting).
     keys: dict[str, str] = Field(
         default_factory=lambda: {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
                                  "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
     )
+    #: Secret key -> environment variable, each set only when the Secret has it: an S3-compatible endpoint
+    #: (boto3 reads AWS_ENDPOINT_URL) kept beside the credentials.
+    optional_keys: dict[str, str] = Field(default_factory=lambda: {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"})
+
+
+PIPELINE_ROOT_SCHEMES = ("s3://", "gs://", "minio://")
 
 
 class ClusterConfig(_Strict):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     storage: StorageCredentials = Field(default_factory=StorageCredentials)
+    #: Where KFP writes this pipeline's artifacts (`s3://bucket/prefix`, `gs://…`, `minio://…`). Compiled into the
+    #: package as its default pipeline root, which the UI's Create-run form fills in and `star submit` passes
+    #: with the run; None: the namespace's `kfp-launcher` ConfigMap decides.
+    pipeline_root: str | None = None
+
+    @field_validator("pipeline_root")
+    @classmethod
+    def _object_store_root(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith(PIPELINE_ROOT_SCHEMES) or len(v.split("://", 1)[1].strip("/")) == 0):
+            raise ValueError(f"pipeline_root {v!r} must be a bucket URL: s3://bucket/prefix, gs://bucket/prefix "
+                             "or minio://bucket/prefix (KFP's launcher supports no other scheme)")
+        return v
 
 
 def image_for(kind: StepKind, cluster: ClusterConfig, backend: str) -> str:
@@ -158,13 +194,48 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
     if cluster.storage.secret:
         kubernetes.use_secret_as_env(task, secret_name=cluster.storage.secret,
                                      secret_key_to_env=cluster.storage.keys)
+        if cluster.storage.optional_keys:
+            kubernetes.use_secret_as_env(task, secret_name=cluster.storage.secret,
+                                         secret_key_to_env=cluster.storage.optional_keys, optional=True)
     return task
+
+
+def check_engines(cluster: ClusterConfig, backend: str, tensor_parallel_size: int | None) -> None:
+    """Refuse, when compiling for a cluster, a placement the engine cannot run on: vLLM needs GPUs in the generate
+    and evaluate pods, at least as many as one engine spans."""
+    if backend != "vllm":
+        return
+    for kind in ("generate", "evaluate"):
+        res: StepResources = getattr(cluster.placement, kind)
+        if res.gpus == 0:
+            raise StarError(
+                f"generation.backend is vllm, which needs GPUs, but cluster.placement.{kind}.gpus is 0: set "
+                f"cluster.placement.{kind}.gpus (and its node_selector/tolerations for the GPU node pool), or use "
+                "generation.backend hf" + (" (evaluate takes every field it does not set from generate)"
+                                           if kind == "evaluate" else "")
+            )
+        if tensor_parallel_size is not None and tensor_parallel_size > res.gpus:
+            raise StarError(
+                f"generation.vllm.tensor_parallel_size is {tensor_parallel_size} but the {kind} pod gets "
+                f"{res.gpus} GPU(s): raise cluster.placement.{kind}.gpus or lower tensor_parallel_size"
+            )
+
+
+def _secret_env(storage: StorageCredentials) -> list[SecretEnv]:
+    from components.training.trainjob import SecretEnv
+
+    if not storage.secret:
+        return []
+    required = SecretEnv(secret=storage.secret, keys={env: key for key, env in storage.keys.items()})
+    optional = SecretEnv(secret=storage.secret, keys={env: key for key, env in storage.optional_keys.items()},
+                         optional=True)
+    return [required, optional] if optional.keys else [required]
 
 
 def job_settings(cluster: ClusterConfig, distributed: DistributedConfig, run_name: str) -> JobSettings | None:
     """What the pods of a multi-node training job need (image, placement of the train step, the storage
     Secret), resolved when the pipeline is compiled; None when training runs in the train step's own pod."""
-    from components.training.trainjob import JobPod, JobSettings, SecretEnv
+    from components.training.trainjob import JobPod, JobSettings
 
     if distributed.nodes <= 1:
         return None
@@ -172,7 +243,6 @@ def job_settings(cluster: ClusterConfig, distributed: DistributedConfig, run_nam
     return JobSettings(
         image=distributed.job_image or cluster.images.ref("train_gpu"),
         pod=JobPod.model_validate(train.model_dump(include=set(JobPod.model_fields))),
-        secrets=[SecretEnv(secret=cluster.storage.secret, keys=cluster.storage.keys)] if cluster.storage.secret
-        else [],
+        secrets=_secret_env(cluster.storage),
         run_name=run_name,
     )

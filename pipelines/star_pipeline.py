@@ -30,7 +30,7 @@ from components.seed_control import seed_set_op
 from components.start_from_run import start_from_op
 from components.train import train_op
 from pipelines.config import RunConfig
-from pipelines.placement import StepKind, image_for, place
+from pipelines.placement import StepKind, check_engines, image_for, place
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,8 @@ def build_pipeline(config: RunConfig, local: bool = False) -> Any:
     """The STaR pipeline: prepare data and base model, evaluate the base model (iteration 0) or start from an
     earlier run's iteration k-1, then iterations k..N; with `evaluation.baselines` also the ablation without
     rationalization and the same-compute control, and the report that compares them."""
+    if not local:
+        check_engines(config.cluster, config.generation.backend, config.generation.vllm.tensor_parallel_size)
     ops = make_ops(config)
     run = Runner(config, local)
     star_iteration = iteration_pipeline(ops, config, run)
@@ -201,6 +203,7 @@ def build_pipeline(config: RunConfig, local: bool = False) -> Any:
         name=f"star-{config.name}",
         display_name=f"STaR · {config.name}",
         description=f"Self-Taught Reasoner on task {config.task.name}, iterations {first} to {last}.",
+        pipeline_root=None if local else config.cluster.pipeline_root,
     )
     def star(
         prepare_data_settings: str = defaults["prepare_data_settings"],

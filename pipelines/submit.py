@@ -33,9 +33,10 @@ from pipelines.kfp_client import (
     normalize_host,
     preflight,
     quiet,
+    resolve_ca_cert,
     resolve_token,
 )
-from pipelines.package import check_package, pipeline_name_from_package
+from pipelines.package import check_package, pipeline_name_from_package, read_pipeline_spec
 
 __all__ = [
     "TOKEN_ENV",
@@ -85,22 +86,28 @@ def upload_pipeline_version(
     version_name: str | None = None,
     namespace: str | None = None,
     existing_token: str | None = None,
+    ca_cert: str | None = None,
+    version_prefix: str | None = None,
 ) -> UploadResult:
     """Upload ``package_path`` as a new version of the pipeline ``pipeline_name``.
 
     The pipeline is created when no pipeline of that name exists (in ``namespace`` for a multi-user
     deployment, among the shared pipelines otherwise). ``version_name`` defaults to
-    ``<pipeline_name>-<UTC time>-<first 8 hex digits of the package's sha256>-<4 random hex digits>``.
+    ``<prefix>-<UTC time>-<first 8 hex digits of the package's sha256>-<4 random hex digits>``, the prefix being
+    ``version_prefix`` or the pipeline name (so an upload repeated on every `helm upgrade` never collides).
     """
     package = check_package(package_path)
     if not pipeline_name or not pipeline_name.strip():
         raise SubmitError("The pipeline name is empty: pass a name such as --pipeline-name star.")
+    if version_name and version_prefix:
+        raise SubmitError("Pass either a version name or a version prefix, not both.")
     base = normalize_host(host)
     token = resolve_token(existing_token)
-    multi_user = preflight(base, token)
-    with kfp_session(base, token) as client:
+    ca = resolve_ca_cert(ca_cert)
+    multi_user = preflight(base, token, ca)
+    with kfp_session(base, token, ca) as client:
         ns = effective_namespace(client, base, namespace, multi_user)
-        return _upload(client, base, package, pipeline_name.strip(), version_name, ns, token)
+        return _upload(client, base, package, pipeline_name.strip(), version_name, ns, token, version_prefix)
 
 
 def submit_run(
@@ -112,13 +119,15 @@ def submit_run(
     namespace: str | None = None,
     existing_token: str | None = None,
     service_account: str | None = None,
+    ca_cert: str | None = None,
 ) -> SubmitResult:
     """Upload ``package_path`` as a pipeline version and start a run of it in ``experiment``.
 
     ``pipeline_name`` defaults to the name compiled into the package (``pipelineInfo.name``); ``run_name``
     defaults to ``<pipeline_name> <UTC time>``. The experiment is created when it does not exist.
     ``service_account`` is the Kubernetes ServiceAccount the run's pods use (the Helm chart creates one);
-    None leaves the cluster's default.
+    None leaves the cluster's default. The run's pipeline root is the package's default one (``cluster.pipeline_root``)
+    when it has one, as the UI's Create-run form does; else the namespace's ``kfp-launcher`` decides.
     """
     package = check_package(package_path)
     if not experiment or not experiment.strip():
@@ -126,8 +135,9 @@ def submit_run(
     name = (pipeline_name or "").strip() or pipeline_name_from_package(package)
     base = normalize_host(host)
     token = resolve_token(existing_token)
-    multi_user = preflight(base, token)
-    with kfp_session(base, token) as client:
+    ca = resolve_ca_cert(ca_cert)
+    multi_user = preflight(base, token, ca)
+    with kfp_session(base, token, ca) as client:
         ns = effective_namespace(client, base, namespace, multi_user)
         uploaded = _upload(client, base, package, name, None, ns, token)
         with api_errors(base, f"get or create the experiment '{experiment}'", token):
@@ -140,6 +150,7 @@ def submit_run(
                 pipeline_id=uploaded.pipeline_id,
                 version_id=uploaded.version_id,
                 service_account=(service_account or "").strip() or None,
+                pipeline_root=read_pipeline_spec(package).get("defaultPipelineRoot") or None,
             )
     if not run.run_id:
         raise SubmitError(
@@ -164,11 +175,13 @@ def _upload(
     version_name: str | None,
     namespace: str | None,
     token: str | None,
+    version_prefix: str | None = None,
 ) -> UploadResult:
     from kfp_server_api import V2beta1Pipeline
 
     # default: readable, traceable to the package, and unique even for two uploads within one second
-    version = version_name or f"{pipeline_name}-{_utc_stamp()}-{file_sha256(package)[:8]}-{secrets.token_hex(2)}"
+    prefix = (version_prefix or "").strip() or pipeline_name
+    version = version_name or f"{prefix}-{_utc_stamp()}-{file_sha256(package)[:8]}-{secrets.token_hex(2)}"
     with api_errors(base, f"look up pipeline '{pipeline_name}'", token):
         pipeline_id = _find_pipeline_id(client, pipeline_name, namespace)
     created = pipeline_id is None

@@ -85,6 +85,8 @@ class SecretEnv(BaseModel):
 
     secret: str
     keys: dict[str, str]
+    #: Set a variable only when the Secret has its key (otherwise a missing key keeps the pod from starting).
+    optional: bool = False
 
 
 class JobSettings(BaseModel):
@@ -122,7 +124,10 @@ def env_vars(settings: JobSettings) -> list[dict[str, Any]]:
         env.append({"name": name, "value": value})
     for source in settings.secrets:
         for name, key in source.keys.items():
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": source.secret, "key": key}}})
+            ref: dict[str, Any] = {"name": source.secret, "key": key}
+            if source.optional:
+                ref["optional"] = True
+            env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
     return env
 
 

@@ -107,9 +107,13 @@ def _new_id() -> str:
 class FakeKfpServer:
     """In-memory KFP v2beta1 API on 127.0.0.1; use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, multi_user: bool = False, token: str | None = None) -> None:
+    def __init__(self, *, multi_user: bool = False, token: str | None = None, tag_name: str = "2.17.0",
+                 tls: tuple[str, str] | None = None) -> None:
+        """`tls`: (certificate, key) PEM files to serve HTTPS with."""
+        self.tls = tls
         self.multi_user = multi_user
         self.token = token
+        self.tag_name = tag_name
         self.requests: list[RecordedRequest] = []
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}
@@ -127,6 +131,12 @@ class FakeKfpServer:
         handler = _make_handler(self)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-kfp-api", daemon=True
@@ -158,7 +168,7 @@ class FakeKfpServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # ---- test helpers ----------------------------------------------------------------------------------
 
@@ -237,7 +247,9 @@ class FakeKfpServer:
     # ---- endpoints -------------------------------------------------------------------------------------
 
     def _healthz(self, req: RecordedRequest) -> dict[str, Any]:
-        return {"multi_user": self.multi_user, "pipeline_store": "database"}
+        # as backend/src/apiserver/main.go's healthzResponse answers
+        return {"commit_sha": "0" * 40, "tag_name": self.tag_name, "multi_user": self.multi_user,
+                "pipeline_store": "database"}
 
     def _pipeline_exists(self, name: str, namespace: str) -> bool:
         return any(p["name"] == name and p.get("namespace", "") == namespace for p in self.pipelines.values())

@@ -13,6 +13,7 @@ kfp = pytest.importorskip("kfp", reason="kfp (the KFP SDK) is not installed")
 from kfp import compiler, dsl  # noqa: E402
 from kfp import kubernetes as kfp_k8s  # noqa: E402
 
+from pipelines.kfp_client import CA_CERT_ENV, MIN_KFP_VERSION, TOKEN_PATH_ENV  # noqa: E402
 from pipelines.submit import (  # noqa: E402
     TOKEN_ENV,
     SubmitError,
@@ -63,7 +64,8 @@ def _isolated_kfp_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     from kfp.client import client as kfp_client_module
 
     monkeypatch.setattr(kfp_client_module.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
-    for var in (TOKEN_ENV, "KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "HTTP_PROXY", "http_proxy"):
+    for var in (TOKEN_ENV, TOKEN_PATH_ENV, CA_CERT_ENV, "KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT",
+                "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
@@ -252,6 +254,83 @@ def test_uploaded_package_holds_no_secret_value(api: FakeKfpServer, package: Pat
         yaml.safe_dump(docs)  # plain data, round-trips
     for req in api.requests:
         assert SECRET_VALUE.encode() not in req.body
+
+
+def test_token_of_a_kubeflow_notebook_is_read_from_its_mounted_file(
+    package: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Kubeflow notebook gets the KFP token as a file ($KF_PIPELINES_SA_TOKEN_PATH, by Kubeflow's PodDefault),
+    not as $KFP_TOKEN."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv(TOKEN_PATH_ENV, str(token_file))
+    with FakeKfpServer(token=TOKEN, multi_user=True) as api:
+        result = submit_run(str(package), api.url, namespace="team-a")
+        assert result.run_id
+        assert {r.headers.get("authorization") for r in api.requests} == {f"Bearer {TOKEN}"}
+    monkeypatch.setenv(TOKEN_PATH_ENV, str(tmp_path / "missing"))
+    with pytest.raises(SubmitError, match=f"{TOKEN_PATH_ENV} names .*missing, which does not exist"):
+        submit_run(str(package), "http://127.0.0.1:9")
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, as a private Kubeflow endpoint would have (openssl)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kfp",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_a_private_endpoint_is_reached_with_its_ca_bundle(
+    package: Path, private_ca: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeKfpServer(tls=private_ca) as api:
+        with pytest.raises(SubmitError, match="--ca-cert"):
+            submit_run(str(package), api.url)
+        assert submit_run(str(package), api.url, ca_cert=private_ca[0]).run_id
+        monkeypatch.setenv(CA_CERT_ENV, private_ca[0])
+        assert upload_pipeline_version(str(package), api.url, "star").version_id
+    with pytest.raises(SubmitError, match="CA bundle /nowhere.pem .* does not exist"):
+        submit_run(str(package), "https://127.0.0.1:9", ca_cert="/nowhere.pem")
+
+
+@pytest.mark.parametrize(("tag", "refused"), [("2.5.0", True), ("2.13.9", True), ("2.14.0", False),
+                                              ("2.17.0", False), ("unknown", False)])
+def test_a_server_older_than_the_dsl_collected_floor_is_refused(package: Path, tag: str, refused: bool) -> None:
+    with FakeKfpServer(tag_name=tag) as api:
+        if refused:
+            with pytest.raises(SubmitError, match=f"release {tag}.*dsl.Collected.*{MIN_KFP_VERSION}"):
+                submit_run(str(package), api.url)
+            assert api.pipelines == {} and api.runs == {}
+        else:
+            assert submit_run(str(package), api.url).run_id
+
+
+def test_the_packages_pipeline_root_goes_with_the_run(api: FakeKfpServer, tmp_path: Path) -> None:
+    @dsl.pipeline(name="rooted", pipeline_root="s3://team-a-artifacts/star")
+    def rooted() -> None:
+        _echo(text="x")
+
+    path = tmp_path / "rooted.yaml"
+    compiler.Compiler().compile(pipeline_func=rooted, package_path=str(path))
+    result = submit_run(str(path), api.url)
+    assert api.runs[result.run_id]["runtime_config"]["pipeline_root"] == "s3://team-a-artifacts/star"
+
+
+def test_a_version_prefix_gives_each_upload_a_new_name(api: FakeKfpServer, package: Path) -> None:
+    """The chart's hook uploads on every `helm upgrade`: a fixed version name would be refused the second time."""
+    first = upload_pipeline_version(str(package), api.url, "star", version_prefix="v1")
+    second = upload_pipeline_version(str(package), api.url, "star", version_prefix="v1")
+    assert first.version_name != second.version_name
+    assert first.version_name.startswith("v1-") and second.version_name.startswith("v1-")
 
 
 # ---- errors before and instead of a request ------------------------------------------------------------

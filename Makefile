@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint base-model clean
+.PHONY: demo test lint base-model clean browser
 
 $(BIN)/star: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 	touch $@
 
+# Chromium lays out the run report in a test (Debian's package, installed when run as root; skipped otherwise).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null; } || \
+	  echo "Chromium is not installed and cannot be here: the report layout test is skipped"
+
 ## test: lint and the whole test suite (unit, integration, end to end through kfp.local)
-test: $(BIN)/star $(CHECKOV)
+test: $(BIN)/star $(CHECKOV) browser
 	$(BIN)/ruff check .
 	PATH="$(abspath $(BIN)):$$PATH" CHECKOV_BIN="$(abspath $(CHECKOV))" $(BIN)/pytest -q
 

@@ -142,10 +142,13 @@ def evaluate_op(
     record = evaluate(EvaluateSettings.load(settings), iteration, eval_set.path, base_model.path, model.path,
                       history_in.path, history.path, active)
     values: dict[str, float] = {}
-    if record is not None:
+    if record is not None:  # what a user compares across iterations, on the step the UI lists per iteration
+        values["iteration"] = record.iteration
         values["eval_accuracy"] = record.eval_accuracy
         values.update({f"eval_accuracy_{group}": v for group, v in record.eval_accuracy_by_group.items()})
         values.update({key.replace("@", "_at_"): v for key, v in record.eval_metrics.items()})
         for key in ("solved_by_generation", "solved_by_rationalization", "train_examples", "train_steps"):
             values[key] = getattr(record, key)
+        if record.train_loss is not None:
+            values["train_loss"] = record.train_loss
     log_metrics(metrics, values)

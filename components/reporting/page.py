@@ -17,40 +17,75 @@ def summary_rows(history: list[IterationRecord]) -> list[dict]:
     return [r.model_dump(include=set(SUMMARY_FIELDS)) for r in history]
 
 
-def line_chart(series: dict[str, list[tuple[int, float]]], width: int = 640, height: int = 320) -> str:
-    """An inline SVG chart of accuracy (0..1) against iteration, one line per series."""
-    pad_l, pad_r, pad_t, pad_b = 48, 130, 16, 36
+DASHES = ["", "6 3", "2 3", "8 3 2 3", "4 4", "1 2", "10 4", "3 2 1 2", "6 2 2 2"]
+LEGEND_ROW = 18
+
+
+def _marker(shape: int, x: float, y: float, color: str) -> str:
+    """One of four marker shapes, so series are told apart without colour too."""
+    r = 4.5
+    if shape == 0:
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{color}"/>'
+    if shape == 1:
+        return f'<rect x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" fill="{color}"/>'
+    corners = ([(0, -r), (r, 3.5), (-r, 3.5)] if shape == 2  # triangle
+               else [(0, -r), (r, 0), (0, r), (-r, 0)])  # diamond
+    points = " ".join(f"{x + dx:.1f},{y + dy:.1f}" for dx, dy in corners)
+    return f'<polygon points="{points}" fill="{color}"/>'
+
+
+def line_chart(series: dict[str, list[tuple[int, float]]], width: int = 640, height: int = 300) -> str:
+    """An inline SVG chart of accuracy (0..1) against iteration, one line per series. Each series has its own
+    colour, dash pattern and marker shape, and series that share a point are drawn side by side there (a few
+    pixels apart), so a curve never hides under another (e.g. every group at 100%). The legend runs below the
+    plot, one row per series, so long labels are never cut off."""
+    pad_l, pad_r, pad_t, pad_b = 48, 24, 16, 36
     xs = [x for pts in series.values() for x, _ in pts] or [0]
     x_max = max(max(xs), 1)
+    n = len(series)
+    spread = min(4.0, (width - pad_l - pad_r) / x_max / (4 * max(n, 1)))  # offset between series sharing a point
 
-    def sx(x: float) -> float:
-        return pad_l + (width - pad_l - pad_r) * x / x_max
+    def sx(x: float, k: int) -> float:
+        return pad_l + (width - pad_l - pad_r) * x / x_max + (k - (n - 1) / 2) * spread
 
     def sy(y: float) -> float:
         return pad_t + (height - pad_t - pad_b) * (1 - y)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="held-out accuracy by iteration">']
+    total = height + LEGEND_ROW * n + 8
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total}" '
+             f'viewBox="0 0 {width} {total}" role="img" aria-label="held-out accuracy by iteration" '
+             'font-family="system-ui,sans-serif">']
     for i in range(0, 11, 2):
         y = sy(i / 10)
         parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{i * 10}%</text>')
     for x in range(0, x_max + 1):
-        parts.append(f'<text x="{sx(x):.1f}" y="{height - pad_b + 16}" font-size="11" text-anchor="middle">{x}</text>')
+        parts.append(f'<text x="{sx(x, (n - 1) / 2):.1f}" y="{height - pad_b + 16}" font-size="11" '
+                     f'text-anchor="middle">{x}</text>')
     parts.append(f'<text x="{(pad_l + width - pad_r) / 2:.0f}" y="{height - 4}" font-size="12" '
                  f'text-anchor="middle">iteration</text>')
     for k, (name, pts) in enumerate(series.items()):
-        color = PALETTE[k % len(PALETTE)]
-        stroke = 3 if k == 0 else 1.5
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="{stroke}" points="{path}"/>')
-        for x, y in pts:
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
-        ly = pad_t + 14 + 16 * k
-        parts.append(f'<rect x="{width - pad_r + 10}" y="{ly - 9}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{width - pad_r + 26}" y="{ly}" font-size="12">{html.escape(name)}</text>')
+        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        stroke = 2.5 if k == 0 else 1.5
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        path = " ".join(f"{sx(x, k):.1f},{sy(y):.1f}" for x, y in pts)
+        parts.append(f'<g class="series" data-series="{html.escape(name)}">'
+                     f'<polyline fill="none" stroke="{color}" stroke-width="{stroke}"{dash_attr} points="{path}"/>')
+        parts.extend(_marker(k % 4, sx(x, k), sy(y), color) for x, y in pts)
+        parts.append("</g>")
+        ly = height + 6 + LEGEND_ROW * k
+        parts.append(f'<g class="legend"><line x1="{pad_l}" y1="{ly:.1f}" x2="{pad_l + 28}" y2="{ly:.1f}" '
+                     f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>{_marker(k % 4, pad_l + 14, ly, color)}'
+                     f'<text x="{pad_l + 36}" y="{ly + 4:.1f}" font-size="12">{html.escape(name)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def group_label(group: str) -> str:
+    """A class of questions as the chart names it: digit-count groups read "1 digit", "2 digits"."""
+    if group.isdigit():
+        return f"{group} digit" if group == "1" else f"{group} digits"
+    return group
 
 
 ARM_LABELS = {"star": "STaR", "no_rationalization": "STaR without rationalization",
@@ -83,8 +118,7 @@ def render_html(title: str, history: list[IterationRecord], arms: dict[str, list
     groups = sorted({g for r in history for g in r.eval_accuracy_by_group}, key=lambda g: (len(g), g))
     if len(groups) > 1:
         for g in groups:
-            label = f"{g} digits" if g.isdigit() else g
-            series[label] = [(r.iteration, r.eval_accuracy_by_group[g]) for r in history
+            series[group_label(g)] = [(r.iteration, r.eval_accuracy_by_group[g]) for r in history
                              if g in r.eval_accuracy_by_group]
     rows = []
     for r in history:

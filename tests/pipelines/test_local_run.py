@@ -43,6 +43,15 @@ def test_two_iterations_through_kfp_local(tmp_path: Path, star_cache: Path) -> N
     artifacts = out / "artifacts"
     names = {p.name for p in artifacts.rglob("*")}
     assert {"attempts.jsonl", "rationalizations.jsonl"} <= names  # one generate-and-rationalize task writes both
+    # each iteration's evaluate step shows, in the UI's Metrics, what a user compares across iterations
+    evaluated = [json.loads(m.read_text()) for m in artifacts.rglob("metrics") if m.parent.name.startswith("evaluate")]
+    by_iteration = {int(m["iteration"]): m for m in evaluated}
+    assert sorted(by_iteration) == [0, 1, 2]
+    for n in (1, 2):
+        assert {"eval_accuracy", "solved_by_generation", "solved_by_rationalization", "train_examples",
+                "train_steps"} <= set(by_iteration[n]), by_iteration[n]
+        assert by_iteration[n]["eval_accuracy"] == summary[n]["eval_accuracy"]
+        assert by_iteration[n].get("train_loss") == summary[n]["train_loss"]  # logged whenever it trained
 
 
 def test_an_early_stop_through_kfp_local_leaves_the_later_iterations_idle(tmp_path: Path, star_cache: Path) -> None:

@@ -51,7 +51,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "endpointUrl": ENDPOINT,
             "forcePathStyle": True,
         },
-        "kfpLauncher": {"defaultPipelineRoot": "s3://star-artifacts/runs"},
+        "kfpLauncher": {"create": True, "defaultPipelineRoot": "s3://star-artifacts/runs"},
         "rbac": {"trainingApi": "both"},
         "pipeline": {
             "name": "star-gsm8k",
@@ -75,7 +75,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "serviceAccount": {
             "annotations": {"iam.gke.io/gcp-service-account": "star@proj.iam.gserviceaccount.com"}
         },
-        "kfpLauncher": {"defaultPipelineRoot": "gs://star-artifacts/runs"},
+        "kfpLauncher": {"create": True, "defaultPipelineRoot": "gs://star-artifacts/runs"},
         "rbac": {"trainingApi": "pytorchjob"},
         "pipeline": {
             "config": {
@@ -101,7 +101,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "existing-secret": {
         "objectStore": {"existingSecret": "team-a-s3", "endpointUrl": ENDPOINT, "forcePathStyle": True},
-        "kfpLauncher": {"defaultPipelineRoot": "minio://mlpipeline/star"},
+        "kfpLauncher": {"create": True, "defaultPipelineRoot": "minio://mlpipeline/star"},
         "hook": {"kfp": {"auth": "secret", "tokenSecret": {"name": "kfp-api-token", "key": "token"}}},
     },
     "standalone-kfp": {
@@ -197,6 +197,9 @@ def test_every_manifest_validates_against_upstream_kubernetes_schemas(config: An
         ({"hook": {"resources": {"limits": None}}}, "/hook/resources"),  # null deletes the default
         ({"prepull": {"resources": {"limits": {"memory": None}}}}, "/prepull/resources/limits"),
         ({"securityContext": {"runAsUser": 0}}, "/securityContext/runAsUser"),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
+        ({"securityContext": {"allowPrivilegeEscalation": True}}, "/securityContext/allowPrivilegeEscalation"),
+        ({"pipeline": {"root": "/mnt/artifacts"}}, "/pipeline/root"),
         ({"prepull": {"images": ["nginx"]}}, "/prepull/images/0"),
         ({"images": {"trainGpu": {"digest": "latest"}}}, "/images/trainGpu/digest"),
         ({"pipeline": {"config": "task: gsm8k"}}, "/pipeline/config"),
@@ -323,7 +326,7 @@ def test_launcher_config_uses_the_chart_secret_or_the_cloud_identity() -> None:
     s3 = yaml.safe_load(launcher["data"]["providers"])["s3"]["default"]
     assert s3["credentials"]["secretRef"]["secretName"] == f"{RELEASE}-object-store"
 
-    docs = manifests(render({}))
+    docs = manifests(render({"kfpLauncher": {"create": True}}))
     (launcher,) = find(docs, "ConfigMap", "kfp-launcher")
     assert launcher["data"]["defaultPipelineRoot"] == "s3://star-artifacts/pipelines"
     s3 = yaml.safe_load(launcher["data"]["providers"])["s3"]["default"]
@@ -335,8 +338,14 @@ def test_launcher_config_uses_the_chart_secret_or_the_cloud_identity() -> None:
         "gs": {"default": {"credentials": {"fromEnv": True}}}
     }
 
-    docs = manifests(render({"kfpLauncher": {"create": False}}))
-    assert find(docs, "ConfigMap", "kfp-launcher") == []
+
+
+def test_kfp_launcher_is_left_to_kubeflow_unless_asked_for() -> None:
+    """Kubeflow's profile controller creates kfp-launcher in every profile namespace (standalone KFP ships one in
+    kubeflow): a chart that creates it too fails `helm install` there."""
+    assert find(manifests(render({})), "ConfigMap", "kfp-launcher") == []
+    template = (CHART / "templates" / "kfp-launcher-configmap.yaml").read_text()
+    assert 'lookup "v1" "ConfigMap" .Release.Namespace "kfp-launcher"' in template and "fail" in template
 
 
 # ---- service account and RBAC --------------------------------------------------------------------------
@@ -372,6 +381,38 @@ def test_train_role_is_least_privilege(api: str, groups: set[tuple[str, str]] | 
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
 
 
+# What every pod of a KFP v2 run does with its ServiceAccount, read from upstream sources (KFP 2.17 backend/src/v2,
+# Argo v3.4+ docs/workflow-rbac.md): (api group, resource, verb).
+KFP_POD_NEEDS = {
+    ("", "configmaps", "get"),  # driver and launcher: kfp-launcher (v2/config/env.go FromConfigMap)
+    ("", "secrets", "get"),  # launcher: the providers' secretRef (v2/objectstore/object_store.go)
+    ("", "pods", "get"),  # launcher: its own pod (v2/component/launcher_v2.go, v2/driver/k8s.go)
+    ("argoproj.io", "workflows", "get"),  # driver: the run's Workflow (v2/cmd/driver/main.go)
+    ("argoproj.io", "workflowtaskresults", "create"),  # Argo's executor reports outputs
+    ("argoproj.io", "workflowtaskresults", "patch"),
+}
+
+
+def _granted(docs: list[dict[str, Any]], account: str) -> set[tuple[str, str, str]]:
+    roles = {r["metadata"]["name"]: r for r in find(docs, "Role")}
+    granted: set[tuple[str, str, str]] = set()
+    for binding in find(docs, "RoleBinding"):
+        if {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE} in binding["subjects"]:
+            for rule in roles[binding["roleRef"]["name"]]["rules"]:
+                granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return granted
+
+
+@pytest.mark.parametrize("api", ["trainjob", "pytorchjob", "none"])
+def test_the_pipeline_service_account_may_do_what_every_kfp_pod_does(api: str) -> None:
+    docs = manifests(render({"rbac": {"trainingApi": api}}))
+    assert KFP_POD_NEEDS <= _granted(docs, RELEASE)
+    (role,) = find(docs, "Role", f"{RELEASE}-runner")  # read-only but for Argo's own task results
+    writes = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+              if set(rule["verbs"]) - {"get", "list", "watch"}}
+    assert writes == {("argoproj.io", "workflowtaskresults")}
+
+
 def test_service_account_carries_cloud_identity_annotations() -> None:
     docs = manifests(render(CONFIGS["gpu"]))
     (sa,) = find(docs, "ServiceAccount", RELEASE)
@@ -399,7 +440,15 @@ def test_prepull_runs_a_no_op_in_each_gpu_image_on_gpu_nodes() -> None:
     ]
     (main,) = spec["containers"]
     assert main["image"].startswith("registry.k8s.io/pause:")
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    # GPU nodes as the GPU operator labels them, or as GKE does (it runs no GPU feature discovery)
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert [t["matchExpressions"] for t in terms] == [
+        [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}],
+        [{"key": "cloud.google.com/gke-accelerator", "operator": "Exists"}],
+    ]
+    assert "nodeSelector" not in spec
+    # no Istio sidecar: behind the pre-puller's deny-all egress policy it would never become ready
+    assert ds["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["priorityClassName"] == "system-node-critical"
     (policy,) = find(docs, "NetworkPolicy", f"{RELEASE}-prepull")
@@ -414,7 +463,11 @@ def test_prepull_runs_a_no_op_in_each_gpu_image_on_gpu_nodes() -> None:
 def test_notes_tell_how_to_run() -> None:
     notes = render({})[f"{RELEASE}/templates/NOTES.txt"]
     assert f"Pipeline service account: {RELEASE}" in notes
-    assert "kfp --endpoint" in notes and "run create" in notes and f"--namespace {NAMESPACE}" in notes
+    kfp_line = next(line for line in notes.splitlines() if "kfp --endpoint" in line)
+    assert "run create" in kfp_line and f"--namespace {NAMESPACE}" in kfp_line  # multi-user KFP needs it
+    assert "2.14" in notes and "ml-pipeline-ui-artifact" in notes
+    single = render({"hook": {"kfp": {"multiUser": False, "auth": "none"}}})[f"{RELEASE}/templates/NOTES.txt"]
+    assert "--namespace" not in single
     assert "WARNING" in notes  # no credentials and no cloud identity configured
     assert "WARNING" not in render(CONFIGS["gpu"])[f"{RELEASE}/templates/NOTES.txt"]
 
@@ -470,11 +523,12 @@ def test_hook_job_is_a_post_install_and_post_upgrade_hook() -> None:
     source = token_volume["projected"]["sources"][0]["serviceAccountToken"]
     assert source["audience"] == "pipelines.kubeflow.org"
     argv, env = _hook_command(job)
-    assert argv[:2] == ["/bin/sh", "-c"]
-    script = argv[2]
-    assert 'KFP_TOKEN="$(cat /var/run/secrets/kubeflow/pipelines/token)"' in script
-    assert 'exec star upload /config/star.yaml --host "$KFP_HOST" --pipeline-name "$PIPELINE_NAME"' in script
-    assert '--namespace "$POD_NAMESPACE"' in script
+    assert argv[:7] == ["star", "upload", "/config/star.yaml", "--host", env["KFP_HOST"], "--pipeline-name", "star"]
+    assert argv[argv.index("--namespace") + 1] == NAMESPACE
+    # star reads the projected token from the file, as kfp.Client does in a Kubeflow notebook
+    assert env["KF_PIPELINES_SA_TOKEN_PATH"] == "/var/run/secrets/kubeflow/pipelines/token"
+    assert {"mountPath": "/var/run/secrets/kubeflow/pipelines", "name": "kfp-token", "readOnly": True} in (
+        container["volumeMounts"])
     assert env["KFP_HOST"] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     assert env["PIPELINE_NAME"] == "star"
     assert all("KFP_TOKEN" != e["name"] for e in container["env"])  # never in the pod spec
@@ -505,6 +559,8 @@ def test_hook_command_in_standalone_mode_is_the_plain_star_upload() -> None:
         "--set", "cluster.images.train_gpu=star-train-gpu",
         "--set", "cluster.images.train_tpu=star-train-tpu",
         "--set", "cluster.images.vllm=star-vllm",
+        "--set", "storage.region=us-east-1",
+        "--set", "storage.path_style=false",
     ]
 
 
@@ -523,13 +579,13 @@ def test_hook_can_be_disabled() -> None:
     assert find(docs, "Job") == [] and find(docs, "ServiceAccount", f"{RELEASE}-uploader") == []
 
 
-def test_hook_version_name_is_passed() -> None:
+def test_hook_version_name_is_a_prefix() -> None:
+    """The hook uploads on every `helm upgrade`: a fixed version name would be refused (409) the second time."""
     job = _hook_job(
         manifests(render({**CONFIGS["standalone-kfp"], "pipeline": {"name": "p", "versionName": "v7"}}))
     )
     argv, _ = _hook_command(job)
-    i = argv.index("--version-name")
-    assert argv[i + 1] == "v7"
+    assert argv[argv.index("--version-prefix") + 1] == "v7" and "--version-name" not in argv
 
 
 # ---- the hook's command against the stand-in KFP API (needs the `star` CLI) ------------------------------
@@ -601,8 +657,8 @@ def test_hook_command_uploads_the_pipeline_to_kfp(tmp_path: Path) -> None:
 
 
 @needs_star
-def test_hook_script_hands_the_projected_token_to_star(tmp_path: Path) -> None:
-    """Kubeflow Platform (multi-user, projected token): the shell wrapper exports KFP_TOKEN for star."""
+def test_hook_hands_the_projected_token_file_to_star(tmp_path: Path) -> None:
+    """Kubeflow Platform (multi-user, projected token): star reads the token from the mounted file."""
     token = "projected-sa-token-for-tests"
     with _fake_server_class()(multi_user=True, token=token) as api:
         docs = manifests(render({"hook": {"kfp": {"host": api.url}}}))
@@ -610,18 +666,54 @@ def test_hook_script_hands_the_projected_token_to_star(tmp_path: Path) -> None:
         token_file = tmp_path / "token"
         token_file.write_text(token)
         argv, env = _hook_command(_hook_job(docs))
-        argv = [
-            a.replace("/var/run/secrets/kubeflow/pipelines/token", str(token_file)).replace(
-                "/config/star.yaml", str(config_dir / "star.yaml")
-            )
-            for a in argv
-        ]
+        env["KF_PIPELINES_SA_TOKEN_PATH"] = str(token_file)
+        argv = [a.replace("/config/star.yaml", str(config_dir / "star.yaml")) for a in argv]
         proc = _run_hook(argv, env, tmp_path)
         assert token not in proc.stdout and token not in proc.stderr
 
         assert api.requests and all(r.headers.get("authorization") == f"Bearer {token}" for r in api.requests)
         (pipeline,) = api.pipelines.values()
         assert pipeline["display_name"] == "star" and pipeline["namespace"] == NAMESPACE
+
+
+@needs_star
+def test_the_registered_pipeline_uses_the_charts_object_store_for_any_release_name(tmp_path: Path) -> None:
+    """A release not named "star": the pipeline the hook registers must name the Secret this release created (else
+    every step fails with CreateContainerConfigError) and reach the MinIO endpoint the values give (else its
+    steps call AWS). Upgrading twice with a version prefix registers two versions."""
+    release = "models"
+    with _fake_server_class()() as api:
+        values = {
+            "hook": {"kfp": {"host": api.url, "auth": "none", "multiUser": False}},
+            "objectStore": {"accessKeyId": ACCESS_KEY, "secretAccessKey": SECRET_KEY, "endpointUrl": ENDPOINT,
+                            "region": "eu-west-3", "forcePathStyle": True},
+            "pipeline": {"versionName": "nightly", "root": "minio://team-bucket/star"},
+        }
+        with helm.Chart.load(str(CHART)) as chart:
+            docs = manifests(chart.render(values, name=release, namespace=NAMESPACE, is_install=True))
+        (secret,) = find(docs, "Secret")
+        (cm,) = find(docs, "ConfigMap", f"{release}-star-config")
+        config_dir = tmp_path / "config"
+        config_dir.mkdir()
+        (config_dir / "star.yaml").write_text(cm["data"]["star.yaml"])
+        (job,) = find(docs, "Job")
+        argv, env = _hook_command(job)
+        argv = [a.replace("/config/star.yaml", str(config_dir / "star.yaml")) for a in argv]
+        _run_hook(argv, env, tmp_path)
+        _run_hook(argv, env, tmp_path)  # `helm upgrade` runs the hook again
+
+        uploads = api.requests_to("POST", "/apis/v2beta1/pipelines/upload_version")
+        assert len(uploads) == 2
+        spec, platform = uploads[-1].files["uploadfile"].documents()[:2]
+    assert spec["defaultPipelineRoot"] == "minio://team-bucket/star"
+    for name, executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+        assert {e["secretName"] for e in executor["secretAsEnv"]} == {secret["metadata"]["name"]}, name
+    settings = [json.loads(p["defaultValue"]) for p in spec["root"]["inputDefinitions"]["parameters"].values()
+                if str(p.get("defaultValue", "")).startswith("{")]
+    storages = [s["storage"] for s in settings if "storage" in s]
+    assert storages and all(s["endpoint_url"] == ENDPOINT and s["region"] == "eu-west-3" and s["path_style"]
+                            for s in storages)
+    assert [v for v in api.versions.values()][0][0]["display_name"].startswith("nightly-")
 
 
 # ---- checkov --------------------------------------------------------------------------------------------

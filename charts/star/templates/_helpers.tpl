@@ -85,31 +85,16 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
-{{/* Pod-level security context shared by every pod of the chart. */}}
+{{/* Pod-level security context shared by every pod of the chart (values: podSecurityContext). */}}
 {{- define "star.podSecurityContext" -}}
 securityContext:
-  runAsNonRoot: true
-  runAsUser: {{ .Values.securityContext.runAsUser }}
-  runAsGroup: {{ .Values.securityContext.runAsGroup }}
-  fsGroup: {{ .Values.securityContext.fsGroup }}
-  seccompProfile:
-    type: RuntimeDefault
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 
-{{/* Container-level security context shared by every container of the chart. */}}
+{{/* Container-level security context shared by every container of the chart (values: securityContext). */}}
 {{- define "star.containerSecurityContext" -}}
 securityContext:
-  runAsNonRoot: true
-  runAsUser: {{ .Values.securityContext.runAsUser }}
-  runAsGroup: {{ .Values.securityContext.runAsGroup }}
-  allowPrivilegeEscalation: false
-  readOnlyRootFilesystem: true
-  privileged: false
-  capabilities:
-    drop:
-      - ALL
-  seccompProfile:
-    type: RuntimeDefault
+  {{- toYaml .Values.securityContext | nindent 2 }}
 {{- end -}}
 
 {{/* kfp-launcher "providers" document for the pipeline root's scheme. */}}
@@ -143,9 +128,10 @@ gs:
 {{- end -}}
 {{- end -}}
 
-{{/* The images the compiled pipeline runs: `star upload` gets them from the chart's images values (one place).
-     Emits "key=value" strings for --set, one per line. */}}
-{{- define "star.pipelineImageSets" -}}
+{{/* What the compiled pipeline takes from the chart's values (one place for each): the images, where its
+     artifacts go, and how its steps reach object storage (the Secret this chart names or creates, endpoint,
+     region, addressing). Emits "key=value" strings for `star upload --set`, one per line. */}}
+{{- define "star.pipelineSets" -}}
 {{- $v := .Values.images -}}
 cluster.images.registry={{ trimSuffix "/" $v.registry }}
 cluster.images.tag={{ default .Chart.AppVersion $v.tag }}
@@ -153,4 +139,17 @@ cluster.images.tag={{ default .Chart.AppVersion $v.tag }}
 {{- $img := index $v $key }}
 cluster.images.{{ $field }}={{ $img.name }}{{ if $img.digest }}@{{ $img.digest }}{{ end }}
 {{- end }}
+{{- with include "star.objectStoreSecretName" . }}
+cluster.storage.secret={{ . }}
+{{- end }}
+{{- with .Values.pipeline.root }}
+cluster.pipeline_root={{ . }}
+{{- end }}
+{{- with .Values.objectStore.endpointUrl }}
+storage.endpoint_url={{ . }}
+{{- end }}
+{{- with .Values.objectStore.region }}
+storage.region={{ . }}
+{{- end }}
+storage.path_style={{ .Values.objectStore.forcePathStyle }}
 {{- end -}}

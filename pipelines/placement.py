@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from components.training.deepspeed_config import DistributedConfig
     from components.training.trainjob import JobSettings, SecretEnv
 
-StepKind = Literal["cpu", "generate", "train", "evaluate"]
+#: `submit`: the train step of a multi-node run, which only stages files and creates and watches the training job;
+#: it runs on a small CPU pod (the job's pods get the train placement), with the train step's timeout and retries.
+StepKind = Literal["cpu", "generate", "train", "evaluate", "submit"]
 
 
 class _Strict(BaseModel):
@@ -166,7 +168,11 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
     from kfp import kubernetes
 
     placement = cluster.placement
-    res = placement.cpu if kind == "cpu" else getattr(placement, kind)
+    if kind == "submit":
+        res = placement.cpu.model_copy(update={"timeout_s": placement.train.timeout_s,
+                                               "retries": placement.train.retries})
+    else:
+        res = placement.cpu if kind == "cpu" else getattr(placement, kind)
     task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
     task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
     tolerations = list(res.tolerations)
@@ -181,10 +187,9 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(res.gpus)
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
                                    size_limit=res.shm_size)
-    if kind != "cpu" or res.node_selector:
-        for key, value in res.node_selector.items():
-            kubernetes.add_node_selector(task, key, value)
-    if kind != "cpu" and (res.gpus or (kind == "train" and placement.tpu is not None)):
+    for key, value in res.node_selector.items():
+        kubernetes.add_node_selector(task, key, value)
+    if kind not in ("cpu", "submit") and (res.gpus or (kind == "train" and placement.tpu is not None)):
         for t in tolerations:
             kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
     kubernetes.set_timeout(task, res.timeout_s)

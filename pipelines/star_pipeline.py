@@ -67,7 +67,8 @@ def make_ops(config: RunConfig) -> Ops:
     return Ops(
         prepare_data=op(prepare_data_op, "cpu"), prepare_model=op(prepare_model_op, "cpu"),
         start_from=op(start_from_op, "cpu"), gate=op(gate_op, "cpu"), generate=op(generate_op, "generate"),
-        build_finetune_set=op(build_finetune_set_op, "cpu"), train=op(train_op, "train"),
+        build_finetune_set=op(build_finetune_set_op, "cpu"),
+        train=op(train_op, "submit" if config.training.distributed.nodes > 1 else "train"),
         evaluate=op(evaluate_op, "evaluate"), report=op(report_op, "cpu"), publish=op(publish_op, "cpu"),
         seed_set=op(seed_set_op, "cpu"), compare=op(compare_op, "cpu"),
     )

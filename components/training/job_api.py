@@ -1,9 +1,23 @@
 """A training job through the Kubernetes API: the client and namespace of the step's pod, the owner reference
 that lets the cluster delete the job with the step, and create / watch / delete. The job is deleted when the
-step ends, whether it succeeded, failed, timed out or was stopped."""
+step ends, whether it succeeded, failed, timed out or was stopped.
+
+- Created with strict field validation: a field the cluster's CRD does not know (`runtimePatches` on a Trainer
+  older than v2.2) is refused with the field's name instead of being dropped, which would start pods without
+  their node pool, tolerations and /dev/shm.
+- A TrainJob whose pods cannot be created shows it only as a Warning Event (`TrainJobResourcesCreationFailed`,
+  Kubeflow Trainer's `trainjob_controller.go`), never in its status: the wait reads the job's Warning Events and
+  fails with their message instead of waiting for its deadline.
+- TrainJobs are deleted through the Kubeflow Trainer SDK (`kubeflow.trainer.TrainerClient.delete_job`). Its
+  other calls do not serve here: `train()` sets no owner reference, no name of ours and no strict validation;
+  `get_job_events()` skips Events without `firstTimestamp`, which is every Event the Trainer's events.k8s.io
+  recorder writes; `get_job()`/`get_job_logs()` read the cluster-scoped ClusterTrainingRuntime, beyond the
+  namespace Role the train step has; `wait_for_job_status()` ends at the first failed API call.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +47,28 @@ def _describe(kind: JobKind, namespace: str, name: str) -> str:
     return f"{kind.kind} {namespace}/{name}"
 
 
+#: The Warning Event reasons that mean a job's pods will not be created (Kubeflow Trainer's TrainJob controller).
+CREATION_FAILED = {"TrainJobResourcesCreationFailed"}
+
+
+def creation_failure(api: Any, kind: JobKind, namespace: str, name: str) -> str | None:
+    """The message of a Warning Event saying the job's pods cannot be created, or None."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        events = k8s.CoreV1Api(api.api_client).list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind={kind.kind},involvedObject.name={name},type=Warning")
+    except ApiException as e:
+        if e.status in (401, 403):  # a Role without events: the job's deadline is the only guard left
+            return None
+        raise
+    for event in events.items or []:
+        if event.reason in CREATION_FAILED:
+            return str(event.message or event.reason)
+    return None
+
+
 def wait_for_job(
     api: Any,
     kind: JobKind,
@@ -44,8 +80,8 @@ def wait_for_job(
     max_connection_failures: int = 5,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Watch the job until it succeeds (returns the object), fails or runs out of time (StarError). Each new
-    condition is printed once."""
+    """Watch the job until it succeeds (returns the object), fails, cannot create its pods or runs out of time
+    (StarError). Each new condition is printed once; Warning Events are read between watches."""
     from kubernetes import watch
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -63,6 +99,8 @@ def wait_for_job(
             )
         w = watch.Watch()
         try:
+            if kind.kind == "TrainJob" and (failure := creation_failure(api, kind, namespace, name)) is not None:
+                raise StarError(f"{where} cannot create its pods: {failure}")
             for event in w.stream(
                 api.list_namespaced_custom_object, kind.group, kind.version, namespace, kind.plural,
                 field_selector=f"metadata.name={name}", timeout_seconds=max(1, int(min(watch_s, remaining))),
@@ -115,15 +153,22 @@ def run_job(
 ) -> dict[str, Any]:
     """Create the job, follow it to the end, and delete it whatever happens (also on SIGTERM)."""
     from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
 
     kind = next(k for k in JOB_KINDS.values() if k.kind == manifest["kind"])
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     where = _describe(kind, namespace, name)
     with terminate_raises():
         try:
-            api.create_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, manifest)
+            api.create_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, manifest,
+                                                field_validation="Strict")
         except ApiException as e:
+            message = _status_message(e)
+            if e.status == 400 and "unknown field" in message:
+                raise StarError(
+                    f"Creating {where} failed: the cluster's {kind.kind} API does not know a field this job needs "
+                    f"({message}); upgrade the operator (TrainJob runtimePatches need Kubeflow Trainer v2.2 or "
+                    "newer), or use training.distributed.job_kind: pytorchjob with the Training Operator."
+                ) from e
             hint = {403: "; the pipeline's service account needs RBAC to create it",
                     404: f"; is the {kind.kind} CRD ({kind.plural}.{kind.group}) installed?",
                     409: "; a job of that name exists already"}.get(e.status or 0, "")
@@ -132,15 +177,56 @@ def run_job(
             log(f"created {where}")
             return wait_for_job(api, kind, namespace, name, timeout_s=timeout_s, watch_s=watch_s, log=log)
         finally:
-            try:
-                api.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name,
-                                                    propagation_policy="Background")
-                log(f"deleted {where}")
-            except ApiException as e:
-                if e.status != 404:
-                    log(f"could not delete {where}: {e.status} {e.reason}; delete it by hand")
-            except HTTPError as e:
-                log(f"could not delete {where} ({e}); delete it by hand")
+            delete_job(api, kind, namespace, name, log)
+
+
+def _status_message(e: Any) -> str:
+    try:
+        return str(json.loads(e.body).get("message") or e.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(e.reason)
+
+
+def delete_job(api: Any, kind: JobKind, namespace: str, name: str, log: Callable[[str], None] = print) -> None:
+    """Delete the job (its pods go with it); a job already gone is fine. TrainJobs through the Trainer SDK."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    where = _describe(kind, namespace, name)
+    try:
+        if kind.kind == "TrainJob":
+            trainer_client(api.api_client, namespace).delete_job(name)
+        else:
+            api.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name,
+                                                propagation_policy="Background")
+        log(f"deleted {where}")
+    except RuntimeError as e:  # the SDK wraps what the API raised
+        cause = e.__cause__
+        if not (isinstance(cause, ApiException) and cause.status == 404):
+            log(f"could not delete {where}: {cause or e}; delete it by hand")
+    except ApiException as e:
+        if e.status != 404:
+            log(f"could not delete {where}: {e.status} {e.reason}; delete it by hand")
+    except (HTTPError, TimeoutError) as e:
+        log(f"could not delete {where} ({e}); delete it by hand")
+
+
+def trainer_client(client: Any, namespace: str) -> Any:
+    """The Kubeflow Trainer SDK's client on the step's API connection and namespace. Its constructor looks for the
+    Trainer's version ConfigMap in kubeflow-system, which the step may not read: only a warning, kept quiet."""
+    import logging
+
+    from kubeflow.common.types import KubernetesBackendConfig
+    from kubeflow.trainer import TrainerClient
+
+    sdk_log = logging.getLogger("kubeflow.trainer.backends.kubernetes.backend")
+    level = sdk_log.level
+    sdk_log.setLevel(logging.ERROR)
+    try:
+        return TrainerClient(KubernetesBackendConfig(namespace=namespace,
+                                                     client_configuration=client.configuration))
+    finally:
+        sdk_log.setLevel(level)
 
 
 def step_pod_owner(client: Any, namespace: str, pod_name: str | None = None) -> dict[str, Any] | None:

@@ -105,11 +105,26 @@ class JobSettings(BaseModel):
     owner: dict[str, Any] | None = None
 
 
-def job_name(run_name: str, iteration: int) -> str:
-    """`star-<run>-it<n>-<random>`: an RFC 1035 label of at most 63 characters, unique per attempt."""
+#: The longest replicated-job name in Kubeflow Trainer's shipped runtimes (`dataset-initializer`); the JobSet
+#: under a TrainJob names its pods `<TrainJob>-<replicatedJob>-<jobIndex>-<podIndex>-<5 random>`.
+LONGEST_REPLICATED_JOB = "dataset-initializer"
+
+
+def job_name_limit(kind: str, nodes: int) -> int:
+    """The longest name a job may have so that every name Kubernetes derives from it stays an RFC 1035 label of 63
+    characters. A TrainJob's name may be 63 long, but JobSet's webhook refuses a JobSet whose longest pod name
+    (`<name>-<replicatedJob>-<max jobIndex>-<max podIndex>-xxxxx`, pkg/webhooks/jobset_webhook.go) would be longer,
+    and the TrainJob then never starts. A PyTorchJob's pods and Services are `<name>-worker-<index>`."""
+    if kind == "trainjob":
+        return 63 - len(f"-{LONGEST_REPLICATED_JOB}-0-{max(nodes - 1, 0)}-xxxxx")
+    return 63 - len(f"-worker-{max(nodes - 2, 0)}")
+
+
+def job_name(run_name: str, iteration: int, limit: int = 63) -> str:
+    """`star-<run>-it<n>-<random>`, the run name shortened to fit `limit` characters; unique per attempt."""
     suffix = f"-it{iteration}-{secrets.token_hex(3)}"
-    stem = re.sub(r"[^a-z0-9-]", "-", f"star-{run_name}".lower())[: 63 - len(suffix)].rstrip("-")
-    return stem + suffix
+    stem = re.sub(r"[^a-z0-9-]", "-", f"star-{run_name}".lower())[: max(limit - len(suffix), 1)].rstrip("-")
+    return (stem or "s") + suffix
 
 
 def env_vars(settings: JobSettings) -> list[dict[str, Any]]:

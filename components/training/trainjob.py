@@ -26,6 +26,7 @@ from components.training.job_manifests import (
     SecretEnv,
     job_manifest,
     job_name,
+    job_name_limit,
     manifest_nproc,
 )
 from components.training.worker import WorkerResult, WorkerSpec, download, read_result, remove, upload
@@ -66,7 +67,7 @@ def train_on_nodes(
     if not cfg.staging_uri or not is_remote(cfg.staging_uri):
         raise StarError("training.distributed.staging_uri must be an object-storage URL (s3://, gs://, ...) that "
                         "the job's pods can reach.")
-    name = job_name(settings.run_name, spec.iteration)
+    name = job_name(settings.run_name, spec.iteration, job_name_limit(cfg.job_kind, cfg.nodes))
     ns = namespace or cfg.job_namespace or current_namespace()
     prefix = f"{cfg.staging_uri.rstrip('/')}/{name}"
     remote = stage_spec(spec, prefix)

@@ -375,7 +375,8 @@ def test_train_role_is_least_privilege(api: str, groups: set[tuple[str, str]] | 
     }
     for key in groups:
         assert rules.pop(key) == sorted(["create", "get", "list", "watch", "delete"])
-    assert rules == {("", "pods"): ["get", "list", "watch"], ("", "pods/log"): ["get"]}
+    assert rules == {("", "pods"): ["get", "list", "watch"], ("", "pods/log"): ["get"],
+                     ("", "events"): ["get", "list", "watch"]}
     (binding,) = find(docs, "RoleBinding", f"{RELEASE}-train")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]

@@ -9,7 +9,12 @@ through; each watch request first sends the object as it is (ADDED, as the real 
 resourceVersion), then applies the queued statuses one by one as MODIFIED events. With nothing queued a watch
 stays open until its timeout (capped by `hold_s`) and ends without events. `on_create(hook)` runs a hook on
 every created object (to act as the job's pods, e.g. writing their output). Pods can be read too
-(`GET /api/v1/namespaces/{ns}/pods/{name}`, from `pods`).
+(`GET /api/v1/namespaces/{ns}/pods/{name}`, from `pods`), and Events listed
+(`GET /api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.kind=…,involvedObject.name=…,type=…`, from
+`events`, as the API server shows events.k8s.io Events in core/v1: no `firstTimestamp`).
+
+`unknown_fields[plural]` lists dotted paths an older CRD does not know: created with `fieldValidation=Strict` an
+object holding one is refused (400, the API server's strict-decoding message); without it the field is dropped.
 
     with FakeK8sServer() as k8s:
         client = k8s.api_client()
@@ -31,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 _POD = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)$")
+_EVENTS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$")
 _PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
                    r"(?:/(?P<name>[^/]+))?$")
 
@@ -52,6 +58,9 @@ class FakeK8sServer:
         self.hooks: list[Callable[[dict[str, Any]], None]] = []
         #: Pods that GET /api/v1/namespaces/{ns}/pods/{name} returns, keyed by (namespace, name).
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        #: core/v1 Events, each with `metadata.namespace`, `involvedObject`, `type`, `reason`, `message`.
+        self.events: list[dict[str, Any]] = []
+        self.unknown_fields: dict[str, list[str]] = {}
         self.lock = threading.Lock()
         self._rv = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -82,6 +91,16 @@ class FakeK8sServer:
     def script(self, name: str, statuses: list[dict[str, Any]]) -> None:
         with self.lock:
             self.scripts.setdefault(name, []).extend(statuses)
+
+    def warn(self, namespace: str, kind: str, name: str, reason: str, message: str) -> None:
+        """A Warning Event about an object, as a controller's events.k8s.io recorder writes it."""
+        with self.lock:
+            self.events.append({
+                "apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason, "message": message,
+                "metadata": {"name": f"{name}.{len(self.events):x}", "namespace": namespace},
+                "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+                "firstTimestamp": None, "eventTime": "2026-01-01T00:00:00.000000Z", "action": "Reconciling",
+            })
 
     def on_create(self, hook: Callable[[dict[str, Any]], None]) -> None:
         self.hooks.append(hook)
@@ -126,6 +145,16 @@ class FakeK8sServer:
                 body = json.loads(self.rfile.read(length)) if length else None
                 with server.lock:
                     server.requests.append(Request(method, parts.path, query, body))
+                events = _EVENTS.match(parts.path)
+                if events and method == "GET":
+                    wanted = dict(f.split("=", 1) for sel in query.get("fieldSelector", []) for f in sel.split(","))
+                    fields = {"involvedObject.kind": lambda e: e["involvedObject"]["kind"],
+                              "involvedObject.name": lambda e: e["involvedObject"]["name"],
+                              "type": lambda e: e["type"], "reason": lambda e: e["reason"]}
+                    items = [e for e in server.events if e["metadata"]["namespace"] == events["ns"]
+                             and all(fields[k](e) == v for k, v in wanted.items())]
+                    self._send(200, {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items})
+                    return
                 pod = _POD.match(parts.path)
                 if pod and method == "GET":
                     found = server.pods.get((pod["ns"], pod["name"]))
@@ -141,7 +170,7 @@ class FakeK8sServer:
                 key = (m["group"], m["version"], m["ns"], m["plural"])
                 name = m["name"]
                 if method == "POST" and name is None:
-                    self._create(key, body)
+                    self._create(key, body, strict=query.get("fieldValidation", [""])[0] == "Strict")
                 elif method == "GET" and name is not None:
                     obj = server.objects.get((key[2], key[3], name, key[0]))
                     if obj is None:
@@ -172,10 +201,22 @@ class FakeK8sServer:
                 return [o for (ns, plural, name, group), o in server.objects.items()
                         if (ns, plural, group) == (key[2], key[3], key[0]) and wanted in (None, name)]
 
-            def _create(self, key: tuple[str, str, str, str], body: Any) -> None:
+            def _create(self, key: tuple[str, str, str, str], body: Any, strict: bool = False) -> None:
                 if not isinstance(body, dict) or "metadata" not in body or not body["metadata"].get("name"):
                     self._status(422, "Invalid", "metadata.name is required")
                     return
+                for path in server.unknown_fields.get(key[3], []):
+                    *parents, leaf = path.split(".")
+                    holder = body
+                    for part in parents:
+                        holder = holder.get(part) if isinstance(holder, dict) else None
+                    if isinstance(holder, dict) and leaf in holder:
+                        if strict:
+                            self._status(400, "BadRequest", f"{body.get('kind')} in version \"{key[1]}\" cannot be "
+                                         f"handled as a {body.get('kind')}: strict decoding error: unknown field "
+                                         f"\"{path}\"")
+                            return
+                        holder.pop(leaf)  # the API server prunes what the schema does not know
                 name = body["metadata"]["name"]
                 store_key = (key[2], key[3], name, key[0])
                 with server.lock:

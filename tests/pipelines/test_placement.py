@@ -90,3 +90,28 @@ def test_the_object_store_endpoint_comes_from_the_secret_when_it_has_one(tmp_pat
         assert envs == {("team-a-s3", "AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID", False),
                         ("team-a-s3", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", False),
                         ("team-a-s3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL", True)}, name
+
+
+def test_a_multi_node_train_step_is_a_small_cpu_pod_and_the_job_gets_the_gpus(tmp_path: Path) -> None:
+    """The step only stages files and creates and watches the TrainJob: on the job's GPU node pool it would hold a
+    GPU node idle, and deadlock a cluster with exactly `nodes` of them."""
+    gpu_pool = {"gpus": 8, "cpu_request": "64", "memory_request": "512G", "timeout_s": 43200, "retries": 3,
+                "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+                "tolerations": [{"key": "nvidia.com/gpu"}]}
+    cfg = RunConfig.model_validate({
+        "training": {"distributed": {"launcher": "torchrun", "nodes": 4, "staging_uri": "s3://bucket/jobs"}},
+        "cluster": {"images": {"registry": "r.example.com/ml", "tag": "1"}, "placement": {"train": gpu_pool}},
+    })
+    spec, platform = _compile(cfg, tmp_path)
+    (train,) = _containers(spec, "exec-train-op")
+    assert train["image"] == "r.example.com/ml/star-runtime:1"
+    assert "accelerator" not in train["resources"] and train["resources"]["resourceCpuRequest"] == "1"
+    (k8s,) = [e for k, e in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items()
+              if k.startswith("exec-train-op")]
+    assert "nodeSelector" not in k8s and "tolerations" not in k8s
+    assert k8s["activeDeadlineSeconds"] == "43200"  # the train step's timeout: it waits for the whole job
+    retry = spec["components"]["comp-star-iteration"]["dag"]["tasks"]["train-op"]["retryPolicy"]
+    assert retry["maxRetryCount"] == 3
+    job = cfg.train_settings().job
+    assert job is not None and job.pod.gpus == 8 and job.image == "r.example.com/ml/star-train-gpu:1"
+    assert job.pod.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}

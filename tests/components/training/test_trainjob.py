@@ -31,6 +31,7 @@ from components.training.job_manifests import (
     SecretEnv,
     job_manifest,
     job_name,
+    job_name_limit,
     pytorchjob_manifest,
     trainjob_manifest,
 )
@@ -208,6 +209,23 @@ def test_job_names_are_dns_labels() -> None:
         assert "-it" in name
 
 
+@pytest.mark.parametrize(("kind", "nodes"), [("trainjob", 2), ("trainjob", 16), ("pytorchjob", 4), ("pytorchjob", 128)])
+def test_every_name_derived_from_a_job_stays_a_dns_label(kind: str, nodes: int) -> None:
+    """A TrainJob may be named with 63 characters, but JobSet names its pods
+    `<name>-<replicatedJob>-<jobIndex>-<podIndex>-xxxxx` and its webhook refuses a JobSet whose longest pod name
+    is over 63 (any replicated job of Trainer's runtimes, the longest being dataset-initializer): the TrainJob would
+    then hang until its deadline. A PyTorchJob's pods and Services are `<name>-worker-<index>`."""
+    name = job_name("gsm8k-qwen2.5-7b-instruct-lora-r16-every-iteration-from-base", 12, job_name_limit(kind, nodes))
+    if kind == "trainjob":
+        derived = [f"{name}-{rjob}-0-{nodes - 1}-abcde" for rjob in ("node", "dataset-initializer",
+                                                                       "model-initializer")]
+    else:
+        derived = [f"{name}-master-0", f"{name}-worker-{nodes - 2}"]
+    for full in derived:
+        assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", full) and len(full) <= 63, full
+    assert name.startswith("star-gsm8k") and name.split("-")[-2] == "it12"
+
+
 def test_job_manifest_follows_the_distributed_config(validators: dict[str, Any]) -> None:
     cfg = DistributedConfig(launcher="deepspeed", nodes=3, job_kind="pytorchjob", job_timeout_s=900,
                             staging_uri="s3://bucket/jobs")
@@ -264,9 +282,11 @@ def test_job_is_created_watched_to_success_and_deleted(k8s: FakeK8sServer, kind:
     watches = k8s.requests_to("GET", plural)
     assert watches and all(w.query["watch"][0] in ("true", "True") for w in watches)
     assert watches[0].query["fieldSelector"] == ["metadata.name=star-demo-it1-aaaaaa"]
+    assert created.query["fieldValidation"] == ["Strict"]  # an unknown field is an error, not dropped
     (deleted,) = k8s.requests_to("DELETE", plural)
     assert deleted.path.endswith(f"/{plural}/star-demo-it1-aaaaaa")
-    assert deleted.query["propagationPolicy"] == ["Background"]
+    if kind == "pytorchjob":
+        assert deleted.query["propagationPolicy"] == ["Background"]
     assert not k8s.objects
     # the status was streamed: each condition reported once, in order
     reported = [line.split(": ", 1)[1] for line in lines if ": " in line]
@@ -316,6 +336,32 @@ def test_create_errors_name_the_fix(k8s: FakeK8sServer) -> None:
     with pytest.raises(StarError, match="409.*exists already"):
         run_job(_api(k8s), manifest, timeout_s=30, log=lambda _: None)
     assert not k8s.requests_to("DELETE")  # someone else's job is left alone
+
+
+def test_a_trainjob_whose_pods_cannot_be_created_fails_with_the_controllers_message(k8s: FakeK8sServer) -> None:
+    """Kubeflow Trainer reports a failed JobSet creation only as a Warning Event, never in the TrainJob's status."""
+    manifest = trainjob_manifest("star-demo-it7-gggggg", "team-a", command=COMMAND, nodes=2, nproc_per_node=8,
+                                 settings=_settings(), timeout_s=600)
+    k8s.script("star-demo-it7-gggggg", [{"conditions": []}])
+    message = ("TrainJob resources reconciliation failed: admission webhook \"vjobset.kb.io\" denied the request: "
+               "JobSet name is too long, pod names generated for this JobSet will exceed 63 characters")
+    k8s.on_create(lambda job: k8s.warn("team-a", "TrainJob", job["metadata"]["name"],
+                                       "TrainJobResourcesCreationFailed", message))
+    k8s.warn("team-a", "TrainJob", "someone-elses-job", "TrainJobResourcesCreationFailed", "not ours")
+    with pytest.raises(StarError, match="cannot create its pods: .*pod names generated for this JobSet"):
+        run_job(_api(k8s), manifest, timeout_s=600, watch_s=5, log=lambda _: None)
+    assert len(k8s.requests_to("DELETE")) == 1 and not k8s.objects
+
+
+def test_a_field_an_older_trainer_does_not_know_is_an_error_not_dropped(k8s: FakeK8sServer) -> None:
+    """Trainer before v2.2 has no `runtimePatches`: dropped silently, the pods would start without their node
+    pool, tolerations and /dev/shm."""
+    k8s.unknown_fields["trainjobs"] = ["spec.runtimePatches"]
+    manifest = trainjob_manifest("star-demo-it8-hhhhhh", "team-a", command=COMMAND, nodes=2, nproc_per_node=8,
+                                 settings=_settings(), timeout_s=600)
+    with pytest.raises(StarError, match=r'unknown field \\?"spec.runtimePatches.*Trainer v2.2'):
+        run_job(_api(k8s), manifest, timeout_s=30, log=lambda _: None)
+    assert not k8s.objects and not k8s.requests_to("DELETE")
 
 
 def test_train_on_nodes_stages_inputs_runs_the_job_and_fetches_the_model(k8s: FakeK8sServer, tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from components.core.artifact_files import FINETUNE, SET_STATS, SKIPPED, TRAIN_S
 from components.core.rows import TrainExample, TrainStats, read_rows
 from components.core.seeds import training_seed
 from components.settings.steps import TrainSettings
+from components.training.checkpoints import CheckpointPlan
 from components.training.fit import FitResult
 from components.training.starting_model import StartingPoint, trained_from
-from components.training.trainer_state import CheckpointPlan
 
 
 def checkpoint_plan(settings: TrainSettings, iteration: int, finetune_dir: str) -> CheckpointPlan | None:
@@ -23,13 +23,14 @@ def checkpoint_plan(settings: TrainSettings, iteration: int, finetune_dir: str) 
     settings and kept set), so a retried or resumed step finds its own and never another run's. None: no
     location configured."""
     from components.storage import file_sha256, join_location
-    from components.training.trainer_state import run_key
+    from components.training.checkpoints import run_key
 
     t = settings.training
-    if t.checkpoints is None:
+    location = t.checkpoint_location()
+    if location is None:
         return None
     key = run_key(settings.model_dump_json(), str(iteration), file_sha256(Path(finetune_dir) / FINETUNE))
-    url = join_location(t.checkpoints, f"{settings.run_name}/iteration-{iteration}-{key}")
+    url = join_location(location, f"{settings.run_name}/iteration-{iteration}-{key}")
     return CheckpointPlan(url=url, every=t.checkpoint_every, storage=settings.storage)
 
 
@@ -59,7 +60,8 @@ def train_in_process(settings: TrainSettings, iteration: int, examples: list[Tra
 
 def train_distributed(settings: TrainSettings, iteration: int, finetune_dir: str, base_dir: str, previous_dir: str,
                       out_dir: str, steps: int) -> tuple[FitResult, StartingPoint]:
-    """DeepSpeed ZeRO through torchrun/deepspeed over this pod's GPUs, or a TrainJob/PyTorchJob over nodes."""
+    """DeepSpeed ZeRO through torchrun/deepspeed over this pod's GPUs, or a TrainJob/PyTorchJob over nodes; either
+    way its ranks checkpoint to, and resume from, the same place as a single-process step."""
     from components.training.deepspeed_config import deepspeed_config
     from components.training.launcher import launch
     from components.training.worker import WorkerSpec
@@ -73,7 +75,7 @@ def train_distributed(settings: TrainSettings, iteration: int, finetune_dir: str
             training=t, seed=settings.seed, storage=settings.storage, iteration=iteration,
             examples=str(Path(finetune_dir) / FINETUNE), base_dir=base_dir, previous_dir=previous_dir,
             out_dir=out_dir, result=str(Path(work) / "result.json"), max_steps=steps, deepspeed=ds,
-            label=f"iteration {iteration} · train",
+            label=f"iteration {iteration} · train", checkpoints=checkpoint_plan(settings, iteration, finetune_dir),
         )
         res = launch(d, spec, work, job=settings.job)
     return FitResult(steps=res.steps, mean_loss=res.mean_loss), trained_from(t.continue_from_previous, base_dir,

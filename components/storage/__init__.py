@@ -20,6 +20,7 @@ from components.storage.folders import (
     ManifestEntry,
     build_manifest,
     cached_download,
+    clear_manifest,
     delete_dir,
     describe_manifest,
     download_dir,
@@ -27,6 +28,8 @@ from components.storage.folders import (
     is_complete,
     read_manifest,
     upload_dir,
+    upload_files,
+    write_manifest,
 )
 from components.storage.locations import is_remote, is_url, join_location, local_path, split_url, url_scheme
 from components.storage.objects import (
@@ -56,6 +59,7 @@ __all__ = [
     "build_manifest",
     "cached_download",
     "check_reachable",
+    "clear_manifest",
     "configure",
     "delete_dir",
     "delete_objects",
@@ -75,8 +79,10 @@ __all__ = [
     "read_text",
     "split_url",
     "upload_dir",
+    "upload_files",
     "url_scheme",
     "with_retries",
     "write_bytes",
+    "write_manifest",
     "write_text",
 ]

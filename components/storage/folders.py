@@ -55,18 +55,43 @@ def build_manifest(local_dir: Path) -> Manifest:
 def upload_dir(local_dir: str | Path, url: str, config: StorageConfig | None = None) -> Manifest:
     """Copy a folder to `url`: the old manifest (if any) is removed first, every file is uploaded, and the new
     manifest last, so a reader never takes a half-written folder for a complete one."""
-    config = settings(config)
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
         raise StarError(f"{local_dir} is not a folder; nothing to upload.")
     manifest = build_manifest(local_dir)
+    clear_manifest(url, config)
+    upload_files(local_dir, url, list(manifest.files), config)
+    write_manifest(url, manifest, config)
+    return manifest
+
+
+# A folder written by several processes (the ranks of a distributed training run, each with files of its own):
+# one clears the manifest, each uploads its files, and one writes the manifest of them all once every upload is
+# done. `upload_dir` is the same three steps in one process.
+
+
+def clear_manifest(url: str, config: StorageConfig | None = None) -> None:
+    """Make the folder at `url` incomplete before any of its files change."""
+    config = settings(config)
     store = open_store(url, config)
     call(lambda: store.delete([MANIFEST]), f"Clearing the manifest of {url}", url, config)
-    for rel in manifest.files:
+
+
+def upload_files(local_dir: str | Path, url: str, rels: list[str], config: StorageConfig | None = None) -> None:
+    """Upload the files `rels` (relative paths) of `local_dir` into the folder at `url`, writing no manifest."""
+    config = settings(config)
+    local_dir = Path(local_dir)
+    store = open_store(url, config)
+    for rel in rels:
         call(lambda rel=rel: store.put_file(local_dir / rel, rel), f"Uploading {url}/{rel}", url, config)
+
+
+def write_manifest(url: str, manifest: Manifest, config: StorageConfig | None = None) -> None:
+    """Mark the folder at `url` complete: its manifest, written once every file it lists is uploaded."""
+    config = settings(config)
+    store = open_store(url, config)
     body = manifest.model_dump_json(indent=1).encode()
     call(lambda: store.put_bytes(body, MANIFEST), f"Writing {url}/{MANIFEST}", url, config)
-    return manifest
 
 
 def read_manifest(url: str, config: StorageConfig | None = None) -> Manifest | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from components.core.strict import Strict
+from components.storage import is_remote, join_location
 from components.training.deepspeed_config import DistributedConfig
 from components.training.lr_schedule import LrSchedule
 
@@ -58,5 +59,23 @@ class TrainingConfig(Strict):
     #: 0: never.
     checkpoint_every: int = Field(50, ge=0)
     #: Where checkpoints go: a folder path or an s3:// / gs:// URL. Local runs default to OUT/checkpoints; on a
-    #: cluster set a bucket URL, or checkpoints live on the pod's disk and do not outlive a preemption.
+    #: cluster set a bucket URL, or checkpoints live on the pod's disk and do not outlive a preemption. A
+    #: multi-node job (`distributed.nodes > 1`) needs a URL its pods reach, by default
+    #: `<distributed.staging_uri>/checkpoints`.
     checkpoints: str | None = None
+
+    @model_validator(mode="after")
+    def _checkpoints_the_job_reaches(self) -> TrainingConfig:
+        if self.distributed.nodes > 1 and self.checkpoints is not None and not is_remote(self.checkpoints):
+            raise ValueError(
+                f"training.checkpoints is {self.checkpoints!r}, a path on the train step's pod, but the "
+                f"{self.distributed.nodes} nodes of the training job cannot reach it: use an s3:// or gs:// URL, or "
+                "leave it unset to keep checkpoints under training.distributed.staging_uri"
+            )
+        return self
+
+    def checkpoint_location(self) -> str | None:
+        """Where this training's checkpoints go, None when nowhere (then a preempted run starts over)."""
+        if self.checkpoints is None and self.distributed.nodes > 1 and self.distributed.staging_uri:
+            return join_location(self.distributed.staging_uri, "checkpoints")
+        return self.checkpoints

@@ -26,8 +26,9 @@ from components.core.errors import StarError
 from components.core.progress import ProgressLine
 from components.core.rows import TrainExample
 from components.core.seeds import epoch_seed
+from components.training.checkpoints import CheckpointPlan
 from components.training.lr_schedule import LrSchedule, trainer_scheduler
-from components.training.trainer_state import CheckpointCallback, CheckpointPlan, StopRequest, fetch_latest
+from components.training.trainer_state import CheckpointCallback, StopRequest, fetch_latest
 
 IGNORE = -100
 #: On CPU, the most padded tokens one forward/backward pass takes: a step's batch goes through in micro-batches

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components import storage
 from components.core.errors import StarError
 from components.storage import StorageConfig, is_remote, local_path, read_text, write_text
+from components.training.checkpoints import CheckpointPlan
 from components.training.config import TrainingConfig
 
 if TYPE_CHECKING:  # fit imports torch; steps that train nothing import this module (through trainjob)
@@ -60,6 +61,8 @@ class WorkerSpec(BaseModel):
     #: DeepSpeed config (None: plain DDP / one process).
     deepspeed: dict[str, Any] | None = None
     label: str = "train"
+    #: Where every rank checkpoints and resumes from (None: a stopped run starts over).
+    checkpoints: CheckpointPlan | None = None
 
 
 class WorkerResult(BaseModel):
@@ -199,6 +202,7 @@ def run(spec: WorkerSpec, stage_root: Path | None = None) -> WorkerResult | None
             max_length=t.max_length, warmup_ratio=t.warmup_ratio, lr_schedule=t.lr_schedule,
             weight_decay=t.weight_decay,
             seed=training_seed(spec.seed, spec.iteration), label=spec.label, deepspeed=spec.deepspeed,
+            checkpoints=spec.checkpoints,
         )
         local_out = Path(work) / "model" if is_remote(spec.out_dir) else Path(local_path(spec.out_dir))
         save_model(model, tok, local_out, full=t.method == "full", zero3=_zero3(spec.deepspeed), rank=rank)

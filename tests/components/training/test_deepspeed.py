@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -172,3 +173,95 @@ def test_deepspeed_trains_on_two_cpu_ranks(
         "", ["Input:\n3 + 1\nTarget:\n", "Input:\n5 + 1\nTarget:\n"], SamplingConfig(max_new_tokens=12), stop=["\n\n"]
     )
     assert len(generated) == 2 and all(len(g) == 1 and isinstance(g[0], str) for g in generated)
+
+
+def _worker_pid(spec_path: Path, rank: int) -> int | None:
+    """The process of the training worker of `rank` started for `spec_path` (torchrun's child), if it runs."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"components.training.worker" in cmdline and str(spec_path).encode() in b" ".join(cmdline) \
+                and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@NEEDS_DEEPSPEED
+def test_a_sigterm_on_one_rank_checkpoints_every_rank_and_the_rerun_ends_where_an_unstopped_run_ends(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preempted node of a multi-node job: SIGTERM reaches the processes of one node only. Every rank must save
+    the same step (each its own ZeRO shard, into a folder of its own, as on separate nodes), the checkpoint must
+    hold all their files, and the job run again must continue from it to the result of a run never stopped."""
+    import signal
+    import threading
+    import time
+
+    from components.core.errors import StarError
+    from components.storage import MANIFEST, read_manifest
+    from components.training.checkpoints import CheckpointPlan
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    config = RunConfig.model_validate({
+        "task": {"name": "arithmetic"},
+        "training": {"method": "lora", "batch_size": 2, "learning_rate": 5e-3, "lora_r": 8},
+    })
+    t = config.training
+    dist = DistributedConfig(launcher="torchrun", nproc_per_node=2, zero_stage=2, bf16=False)
+    ds = deepspeed_config(dist, batch_size=t.batch_size, grad_accum=t.gradient_accumulation_steps,
+                          learning_rate=t.learning_rate, weight_decay=t.weight_decay)
+    write_rows(tmp_path / "finetune.jsonl", _examples())
+
+    def spec(name: str, plan: CheckpointPlan | None) -> WorkerSpec:
+        return WorkerSpec(training=t, seed=config.seed, storage=config.storage, iteration=1,
+                          examples=str(tmp_path / "finetune.jsonl"), base_dir=str(tiny_model_dir),
+                          previous_dir=str(tiny_model_dir), out_dir=str(tmp_path / name),
+                          result=str(tmp_path / f"{name}.json"), max_steps=40, deepspeed=ds, checkpoints=plan)
+
+    whole = launch(dist, spec("whole", None), tmp_path / "work-whole")
+    assert whole.steps == 40
+
+    plan = CheckpointPlan(url=str(tmp_path / "checkpoints"), every=2)
+    stopped = spec("stopped", plan)
+    outcome: dict[str, object] = {}
+
+    def first_run() -> None:
+        try:
+            outcome["result"] = launch(dist, stopped, tmp_path / "work-1")
+        except StarError as e:
+            outcome["error"] = e
+
+    runner = threading.Thread(target=first_run)
+    runner.start()
+    spec_file = tmp_path / "work-1" / "worker_spec.json"
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "checkpoints" / "checkpoint-2" / MANIFEST).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = _worker_pid(spec_file, 1)
+    assert pid is not None, "rank 1 is not running"
+    os.kill(pid, signal.SIGTERM)  # only rank 1's "node" is told to stop
+    runner.join(timeout=300)
+    assert "error" in outcome, "the job was not stopped"
+    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").glob("checkpoint-*")
+                   if (p / MANIFEST).exists())
+    assert len(steps) == 1 and 2 <= steps[0] < 40, steps  # one complete checkpoint: the step both ranks stopped at
+    manifest = read_manifest(str(tmp_path / "checkpoints" / f"checkpoint-{steps[0]}"))
+    assert manifest is not None
+    shards = {f for f in manifest.files if "optim_states" in f}
+    assert len(shards) == 2 and any("rank_0" in f for f in shards) and any("rank_1" in f for f in shards)
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(manifest.files)
+    assert not (tmp_path / "stopped" / "adapter_config.json").exists()
+
+    resumed = launch(dist, stopped, tmp_path / "work-2")
+    assert resumed.steps == 40
+    a, _ = load_model(tiny_model_dir, tmp_path / "whole")
+    b, _ = load_model(tiny_model_dir, tmp_path / "stopped")
+    sa, sb = a.state_dict(), b.state_dict()
+    print("WEIGHTDIFF", max(float((sa[k] - sb[k]).abs().max()) for k in sa), resumed.mean_loss, whole.mean_loss)
+    assert max(float((sa[k] - sb[k]).abs().max()) for k in sa) < 1e-4
+    assert resumed.mean_loss == pytest.approx(whole.mean_loss, rel=1e-4)

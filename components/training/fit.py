@@ -117,13 +117,24 @@ class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
 
 
 class _Trainer(Trainer):
+    _step_sampler: EpochSeededStepSampler | None = None
+
     def _get_train_sampler(self, train_dataset: Any = None) -> EpochSeededStepSampler:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return EpochSeededStepSampler(
+        self._step_sampler = EpochSeededStepSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             [len(row["input_ids"]) for row in dataset.rows],
             self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
+        return self._step_sampler
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        # Tell the sampler its epoch ourselves: on several ranks accelerate wraps it in a BatchSamplerShard, and a run
+        # resumed mid-epoch wraps that again to skip the batches already trained, and the Trainer's own set_epoch
+        # reaches neither; the sampler of the new process then replayed epoch 0's order in a later epoch
+        if self._step_sampler is not None and "epoch" in kwargs:
+            self._step_sampler.set_epoch(kwargs["epoch"])
+        return super()._run_epoch(*args, **kwargs)
 
 
 class _ProgressCallback(TrainerCallback):

@@ -76,6 +76,17 @@ def test_distributed_config_rejects_impossible_combinations() -> None:
     assert not DistributedConfig().uses_deepspeed and DistributedConfig(launcher="torchrun").uses_deepspeed
 
 
+def test_a_multi_node_job_checkpoints_where_its_pods_reach() -> None:
+    from components.training.config import TrainingConfig
+
+    nodes = {"launcher": "torchrun", "nodes": 4, "staging_uri": "s3://bucket/jobs"}
+    assert TrainingConfig(distributed=nodes).checkpoint_location() == "s3://bucket/jobs/checkpoints"
+    assert TrainingConfig(distributed=nodes, checkpoints="gs://ck").checkpoint_location() == "gs://ck"
+    assert TrainingConfig().checkpoint_location() is None  # one pod, nowhere configured: none
+    with pytest.raises(ValidationError, match="the 4 nodes of the training job cannot reach it"):
+        TrainingConfig(distributed=nodes, checkpoints="/mnt/checkpoints")
+
+
 def test_launcher_commands() -> None:
     cmd = worker_command(DistributedConfig(launcher="torchrun"), "/w/spec.json", 8)
     assert Path(cmd[0]).name in ("torchrun", sys.executable.split("/")[-1])
@@ -262,6 +273,5 @@ def test_a_sigterm_on_one_rank_checkpoints_every_rank_and_the_rerun_ends_where_a
     a, _ = load_model(tiny_model_dir, tmp_path / "whole")
     b, _ = load_model(tiny_model_dir, tmp_path / "stopped")
     sa, sb = a.state_dict(), b.state_dict()
-    print("WEIGHTDIFF", max(float((sa[k] - sb[k]).abs().max()) for k in sa), resumed.mean_loss, whole.mean_loss)
-    assert max(float((sa[k] - sb[k]).abs().max()) for k in sa) < 1e-4
-    assert resumed.mean_loss == pytest.approx(whole.mean_loss, rel=1e-4)
+    assert max(float((sa[k] - sb[k]).abs().max()) for k in sa) < 1e-6  # mid-epoch too: the same batches replayed
+    assert resumed.mean_loss == pytest.approx(whole.mean_loss, rel=1e-6)

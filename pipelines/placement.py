@@ -36,6 +36,8 @@ class ImagesConfig(_Strict):
     train_gpu: str = "star-train-gpu"
     vllm: str = "star-vllm"
     train_tpu: str = "star-train-tpu"
+    #: docker-registry Secrets in the run's namespace that every step (and training job pod) pulls with.
+    pull_secrets: list[str] = Field(default_factory=list)
 
     @field_validator("tag", mode="before")
     @classmethod
@@ -192,6 +194,8 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
     if kind not in ("cpu", "submit") and (res.gpus or (kind == "train" and placement.tpu is not None)):
         for t in tolerations:
             kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    if cluster.images.pull_secrets:
+        kubernetes.set_image_pull_secrets(task, cluster.images.pull_secrets)
     kubernetes.set_timeout(task, res.timeout_s)
     if retries and res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration=f"{RETRY_BACKOFF_S}s",
@@ -247,7 +251,8 @@ def job_settings(cluster: ClusterConfig, distributed: DistributedConfig, run_nam
     train = cluster.placement.train
     return JobSettings(
         image=distributed.job_image or cluster.images.ref("train_gpu"),
-        pod=JobPod.model_validate(train.model_dump(include=set(JobPod.model_fields))),
+        pod=JobPod.model_validate({**train.model_dump(include=set(JobPod.model_fields)),
+                                   "image_pull_secrets": cluster.images.pull_secrets}),
         secrets=_secret_env(cluster.storage),
         run_name=run_name,
     )

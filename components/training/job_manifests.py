@@ -76,6 +76,11 @@ class JobPod(BaseModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     shm_size: str = "16Gi"
     service_account: str | None = None
+    #: docker-registry Secrets to pull the image with (a private registry).
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    #: Annotations of every pod. Istio must not inject a sidecar: in a Kubeflow profile namespace it would keep a
+    #: finished pod running and stand between the ranks' rendezvous.
+    annotations: dict[str, str] = Field(default_factory=lambda: {"sidecar.istio.io/inject": "false"})
 
 
 class SecretEnv(BaseModel):
@@ -173,7 +178,18 @@ def _pod_placement(pod: JobPod) -> dict[str, Any]:
         spec["tolerations"] = [t.model_dump(exclude_none=True) for t in pod.tolerations]
     if pod.service_account:
         spec["serviceAccountName"] = pod.service_account
+    if pod.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in pod.image_pull_secrets]
     return spec
+
+
+def _pod_metadata(pod: JobPod, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if labels:
+        meta["labels"] = labels
+    if pod.annotations:
+        meta["annotations"] = dict(pod.annotations)
+    return meta
 
 
 def _metadata(name: str, namespace: str, settings: JobSettings, iteration: int | None) -> dict[str, Any]:
@@ -223,7 +239,8 @@ def trainjob_manifest(
                 "manager": PATCH_MANAGER,
                 "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
                     "name": "node",
-                    "template": {"spec": {"template": {"spec": pod_spec}}},
+                    "template": {"spec": {"template": {"metadata": _pod_metadata(settings.pod),
+                                                       "spec": pod_spec}}},
                 }]}}},
             }],
         },
@@ -259,7 +276,8 @@ def pytorchjob_manifest(
             container["resources"] = resources
         pod_spec["containers"] = [container]
         return {"replicas": count, "restartPolicy": "Never",
-                "template": {"metadata": {"labels": {"app.kubernetes.io/part-of": "star"}}, "spec": pod_spec}}
+                "template": {"metadata": _pod_metadata(settings.pod, {"app.kubernetes.io/part-of": "star"}),
+                             "spec": pod_spec}}
 
     replicas = {"Master": replica(1)}
     if nodes > 1:

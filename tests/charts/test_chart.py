@@ -689,6 +689,7 @@ def test_the_registered_pipeline_uses_the_charts_object_store_for_any_release_na
             "objectStore": {"accessKeyId": ACCESS_KEY, "secretAccessKey": SECRET_KEY, "endpointUrl": ENDPOINT,
                             "region": "eu-west-3", "forcePathStyle": True},
             "pipeline": {"versionName": "nightly", "root": "minio://team-bucket/star"},
+            "images": {"pullSecrets": ["regcred"]},
         }
         with helm.Chart.load(str(CHART)) as chart:
             docs = manifests(chart.render(values, name=release, namespace=NAMESPACE, is_install=True))
@@ -709,6 +710,7 @@ def test_the_registered_pipeline_uses_the_charts_object_store_for_any_release_na
     assert spec["defaultPipelineRoot"] == "minio://team-bucket/star"
     for name, executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
         assert {e["secretName"] for e in executor["secretAsEnv"]} == {secret["metadata"]["name"]}, name
+        assert [s["secretName"] for s in executor["imagePullSecret"]] == ["regcred"], name  # a private registry
     settings = [json.loads(p["defaultValue"]) for p in spec["root"]["inputDefinitions"]["parameters"].values()
                 if str(p.get("defaultValue", "")).startswith("{")]
     storages = [s["storage"] for s in settings if "storage" in s]

@@ -115,3 +115,16 @@ def test_a_multi_node_train_step_is_a_small_cpu_pod_and_the_job_gets_the_gpus(tm
     job = cfg.train_settings().job
     assert job is not None and job.pod.gpus == 8 and job.image == "r.example.com/ml/star-train-gpu:1"
     assert job.pod.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+
+
+def test_a_private_registry_secret_reaches_every_step_and_every_job_pod(tmp_path: Path) -> None:
+    cfg = RunConfig.model_validate({
+        "training": {"distributed": {"launcher": "torchrun", "nodes": 2, "staging_uri": "s3://bucket/jobs"}},
+        "cluster": {"images": {"registry": "123.dkr.ecr.us-east-1.amazonaws.com/ml", "pull_secrets": ["ecr-pull"]}},
+    })
+    _, platform = _compile(cfg, tmp_path)
+    for name, k8s in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+        assert [s.get("secretName") or s.get("secretNameParameter") for s in k8s["imagePullSecret"]] == [
+            "ecr-pull"], name
+    job = cfg.train_settings().job
+    assert job is not None and job.pod.image_pull_secrets == ["ecr-pull"]

@@ -139,6 +139,9 @@ cluster.images.tag={{ default .Chart.AppVersion $v.tag }}
 {{- $img := index $v $key }}
 cluster.images.{{ $field }}={{ $img.name }}{{ if $img.digest }}@{{ $img.digest }}{{ end }}
 {{- end }}
+{{- with $v.pullSecrets }}
+cluster.images.pull_secrets={{ toJson . }}
+{{- end }}
 {{- with include "star.objectStoreSecretName" . }}
 cluster.storage.secret={{ . }}
 {{- end }}

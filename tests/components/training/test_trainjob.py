@@ -209,6 +209,27 @@ def test_job_names_are_dns_labels() -> None:
         assert "-it" in name
 
 
+@pytest.mark.parametrize("kind", ["trainjob", "pytorchjob"])
+def test_job_pods_get_no_istio_sidecar_and_pull_from_a_private_registry(
+    kind: str, validators: dict[str, Any]
+) -> None:
+    """In a Kubeflow profile namespace Istio injects a sidecar into every pod: it keeps a finished worker running
+    (the job never completes) and sits between the ranks' rendezvous."""
+    build = trainjob_manifest if kind == "trainjob" else pytorchjob_manifest
+    settings = _settings(pod=JobPod(gpus=8, image_pull_secrets=["regcred"]))
+    m = build("star-demo-it1-aaaaaa", "team-a", command=COMMAND, nodes=2, nproc_per_node=8, settings=settings,
+              timeout_s=600)
+    _validate(validators, m)
+    if kind == "trainjob":
+        (job,) = m["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        templates = [job["template"]["spec"]["template"]]
+    else:
+        templates = [r["template"] for r in m["spec"]["pytorchReplicaSpecs"].values()]
+    for template in templates:
+        assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
 @pytest.mark.parametrize(("kind", "nodes"), [("trainjob", 2), ("trainjob", 16), ("pytorchjob", 4), ("pytorchjob", 128)])
 def test_every_name_derived_from_a_job_stays_a_dns_label(kind: str, nodes: int) -> None:
     """A TrainJob may be named with 63 characters, but JobSet names its pods

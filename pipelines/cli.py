@@ -110,6 +110,10 @@ def _compile_to(cfg: RunConfig, output: Path) -> None:
 
     report = compile_checked(cfg, output)
     console.print(report.describe())
+    if cfg.training.checkpoint_location() is None:
+        console.print("[yellow]training.checkpoints is not set: a train step preempted on the cluster starts over "
+                      "when retried; set it to a bucket URL (s3://…, gs://…) to resume from its last checkpoint."
+                      "[/yellow]")
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080.")]

@@ -60,3 +60,14 @@ class TrainingConfig(Strict):
     #: Where checkpoints go: a folder path or an s3:// / gs:// URL. Local runs default to OUT/checkpoints; on a
     #: cluster set a bucket URL, or checkpoints live on the pod's disk and do not outlive a preemption.
     checkpoints: str | None = None
+    #: On TPU (XLA): where compiled programs are kept between train steps, a folder path or an s3:// / gs:// URL,
+    #: so later iterations load them instead of compiling again. None: `<checkpoints>/xla-compile-cache` when
+    #: `checkpoints` is set, else only the pod's own `$XLA_PERSISTENT_CACHE_PATH`.
+    compile_cache: str | None = None
+
+    def compile_cache_location(self) -> str | None:
+        if self.compile_cache is not None or self.checkpoints is None:
+            return self.compile_cache
+        from components.storage import join_location
+
+        return join_location(self.checkpoints, "xla-compile-cache")

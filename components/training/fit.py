@@ -141,12 +141,19 @@ class _Trainer(Trainer):
         )
 
     def _wrap_model(self, model: Any, training: bool = True, dataloader: Any = None) -> Any:
-        # transformers 5.23 delays the optimizer until an XLA FSDP model is wrapped, then never creates it (the
-        # wrapped model is not `self.model`, so the branch that would is skipped): create it on the wrapped model
         wrapped = super()._wrap_model(model, training, dataloader)
-        if training and self.is_fsdp_xla_enabled and self.optimizer is None and wrapped is not model:
-            self.create_optimizer(wrapped)
+        if training and self.is_fsdp_xla_v2_enabled and wrapped is not model:
+            xla.retie(wrapped)
+            # transformers 5.23 delays the optimizer until an XLA FSDP model is wrapped, then never creates it (the
+            # wrapped model is not `self.model`, so the branch that would is skipped): create it on the wrapped model
+            if self.optimizer is None:
+                self.create_optimizer(wrapped)
         return wrapped
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if not self.is_fsdp_xla_v2_enabled:
+            return super().save_model(output_dir, _internal_call)
+        xla.save_checkpoint_weights(self.model, output_dir or self.args.output_dir)
 
 
 class _ProgressCallback(TrainerCallback):

@@ -96,19 +96,60 @@ def trainer_arguments() -> dict[str, Any]:
     }
 
 
+def _fsdp_wrappers(model: Any) -> list[tuple[Any, str, Any]]:
+    """(parent, name, wrapper) for every layer FSDPv2 wrapped in place inside `model`."""
+    from torch_xla.experimental.spmd_fully_sharded_data_parallel import SpmdFullyShardedDataParallel
+
+    return [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+            if isinstance(child, SpmdFullyShardedDataParallel)]
+
+
+def retie(wrapped: Any) -> None:
+    """Tie the input and output embeddings again (where the model ties them) after FSDPv2 moved the model to the
+    devices: the move parts them, and they would train as two matrices, of which saving keeps one."""
+    model = wrapped.module
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+
+
+@contextmanager
+def _layers_unwrapped(model: Any) -> Iterator[Any]:
+    """`model` with its wrapped layers put back as they were (the same, still sharded parameters), so that its
+    weights have their own names (FSDPv2 adds `_orig_module.` to each); the wrappers return on exit."""
+    wrappers = _fsdp_wrappers(model)
+    for parent, name, wrapper in wrappers:
+        setattr(parent, name, wrapper.module)
+    try:
+        yield model
+    finally:
+        for parent, name, wrapper in wrappers:
+            setattr(parent, name, wrapper)
+
+
+def save_checkpoint_weights(wrapped: Any, output_dir: str) -> None:
+    """A checkpoint's weights saved as the unwrapped model saves them (the adapter alone for LoRA), gathered on
+    the CPU, so resuming loads them into the model before it is wrapped again. (transformers 5.23 saves the
+    FSDPv2 wrapper's own state dict, whose names match nothing on resume: the resumed run would silently start
+    from the initial weights.)"""
+    import torch_xla
+
+    torch_xla.sync()
+    with _layers_unwrapped(wrapped.module) as model:
+        model.save_pretrained(output_dir, state_dict={k: v.cpu() for k, v in model.state_dict().items()})
+
+
 def unwrap_to_cpu(model: Any) -> None:
     """After training: take FSDPv2's wrappers out of `model` (it wraps each decoder layer in place, which would
     put `_orig_module` into every saved weight's name) and gather the sharded weights back into this host's
     memory, where saving and the next step expect them."""
     import torch_xla
-    from torch_xla.experimental.spmd_fully_sharded_data_parallel import SpmdFullyShardedDataParallel
 
     torch_xla.sync()
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, SpmdFullyShardedDataParallel):
-                setattr(parent, name, child.module)
+    for parent, name, wrapper in _fsdp_wrappers(model):
+        setattr(parent, name, wrapper.module)
     model.to("cpu")
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()  # the move parts tied embeddings again
 
 
 @contextmanager

@@ -11,14 +11,14 @@ $(BIN)/star: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The TPU training image's dependency set (the `tpu` extra: torch 2.9.0 + torch_xla 2.9.0) plus pytest, for the
+# The TPU training image's dependency set (extras `tpu`: torch 2.9.0 + torch_xla 2.9.0, and `gcs`) plus pytest, for the
 # XLA training tests on XLA's CPU device (tests/engines/xla). PyPI's torch 2.9.0 is its CUDA build: the venv is
 # ~7 GB (4.3 GB of CUDA libraries, unused: it runs on CPU) and takes a few minutes, once; a later change of
 # pyproject.toml only installs what changed into it.
 VENV_XLA := .venv-xla
 $(VENV_XLA)/bin/pytest: pyproject.toml
 	test -x $(VENV_XLA)/bin/pip || $(PYTHON) -m venv $(VENV_XLA)
-	$(VENV_XLA)/bin/pip install --quiet --disable-pip-version-check -e '.[tpu,test]'
+	$(VENV_XLA)/bin/pip install --quiet --disable-pip-version-check -e '.[tpu,gcs,test]'
 	touch $@
 
 ## demo: a local STaR run on the arithmetic task (runs/demo/summary.json, runs/demo/report.html)

@@ -20,8 +20,9 @@ COPY pipelines ./pipelines
 
 # The `tpu` extra pins torch and torch_xla (torch_xla 2.9.0 imports only with torch 2.9.0; `make test` installs
 # this set in .venv-xla and trains on XLA's CPU device with it). TPU hosts need no CUDA: the same torch version
-# comes from the PyTorch CPU index (2.9.0+cpu satisfies ==2.9.0) instead of PyPI's CUDA build.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[tpu]" \
+# comes from the PyTorch CPU index (2.9.0+cpu satisfies ==2.9.0) instead of PyPI's CUDA build. `gcs`: checkpoints
+# and the compilation cache in gs:// buckets.
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[tpu,gcs]" \
     && python -c "import components, pipelines, torch, torch_xla; print(torch.__version__, torch_xla.__version__)"
 
 # ---- runtime -----------------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ def test_dockerfile_is_multistage_pinned_nonroot_and_labelled(image: str) -> Non
         if keyword == "RUN" and "pip install" in args
     )
     # each image installs the project with its own extra: the extra pins the torch that image runs on
-    assert re.search(rf"\.?/?\[{extra}\]", installs), (
+    assert re.search(rf"\.?/?\[([\w-]+,)*{extra}(,[\w-]+)*\]", installs), (
         f"{dockerfile} does not install the project's [{extra}] extra"
     )
 

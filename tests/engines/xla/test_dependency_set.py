@@ -1,6 +1,6 @@
-"""This venv is the TPU image's dependency set: the `tpu` extra's torch and torch_xla (with libtpu), the
-project's shared pins, all installed together, and `import torch_xla` works with them; the TPU Dockerfile
-installs exactly that extra."""
+"""This venv is the TPU image's dependency set: the `tpu` extra's torch and torch_xla (with libtpu), the `gcs`
+extra and the project's shared pins, all installed together, and `import torch_xla` works with them; the TPU
+Dockerfile installs exactly these extras."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_the_tpu_extra_and_the_shared_pins_are_what_is_installed() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     tpu = _pins(project["optional-dependencies"]["tpu"])
     assert set(tpu) == {"torch", "torch_xla"}, "the tpu extra pins torch and torch_xla"
-    wanted = {**_pins(project["dependencies"]), **tpu}
+    wanted = {**_pins(project["dependencies"]), **tpu, **_pins(project["optional-dependencies"]["gcs"])}
     installed = {name: metadata.version(name) for name in wanted}
     assert installed == wanted
     assert metadata.version("libtpu")  # torch_xla[tpu] brings the TPU runtime
@@ -44,6 +44,6 @@ def test_torch_xla_imports_and_runs_on_its_cpu_device() -> None:
 def test_the_tpu_image_installs_this_set() -> None:
     dockerfile = (REPO / "images" / "train-tpu.Dockerfile").read_text()
     installs = [line for line in dockerfile.splitlines() if "pip install" in line]
-    assert any('"./[tpu]"' in line or "'./[tpu]'" in line for line in installs), installs
+    assert any('"./[tpu,gcs]"' in line for line in installs), installs
     assert not any(re.search(r"\btorch(_xla)?\s*[=<>~]", line) for line in installs), (
         "the image takes torch and torch_xla from the tpu extra only")

@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from components.core.errors import StarError
-from components.storage import StorageConfig, is_remote, list_objects, local_path, read_bytes, write_bytes
-from components.storage.locations import join_location
+from components.storage import (
+    StorageConfig,
+    is_remote,
+    join_location,
+    list_objects,
+    local_path,
+    read_bytes,
+    write_bytes,
+)
 
 #: The shortest padded length: rows shorter than this all pad to it.
 SMALLEST_BUCKET = 64

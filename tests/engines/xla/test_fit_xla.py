@@ -120,3 +120,12 @@ def test_full_fine_tuning_learns_and_resumes_from_its_checkpoint_exactly(tmp_pat
     # the resumed run's mean covers steps 1-2 (from the checkpoint's state) and 3-4, trained from the restored
     # weights and optimizer: the same as the run that never stopped
     assert resumed == pytest.approx(whole, rel=1e-5)
+
+
+def test_deepspeed_is_refused_on_xla(tmp_path: Path) -> None:
+    from components.core.errors import StarError
+
+    model, tok, _ = starting_model(TrainingConfig(method="lora"), 0, 1, str(BASE), str(BASE))
+    with pytest.raises(StarError, match="launcher to none"):
+        fit(model, tok, sums(2, seed=1), max_steps=1, output_dir=str(tmp_path), learning_rate=1e-3, batch_size=1,
+            deepspeed={"zero_optimization": {"stage": 2}})

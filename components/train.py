@@ -13,6 +13,7 @@ from components.core.artifact_files import FINETUNE, SET_STATS, SKIPPED, TRAIN_S
 from components.core.rows import TrainExample, TrainStats, read_rows
 from components.core.seeds import training_seed
 from components.settings.steps import TrainSettings
+from components.training import xla
 from components.training.checkpoints import CheckpointPlan
 from components.training.fit import FitResult
 from components.training.starting_model import StartingPoint, trained_from
@@ -94,17 +95,20 @@ def train(settings: TrainSettings, iteration: int, finetune_dir: str, base_dir: 
     t = settings.training
     examples = read_rows(Path(finetune_dir) / FINETUNE, TrainExample)
     d = t.distributed
-    world = 1
-    if d.launcher != "none":
-        from components.training.launcher import resolve_nproc
+    # on a TPU host (XLA), one process trains over all its chips; the compiled programs persist between steps
+    with xla.session(t.compile_cache_location(), settings.storage) as xla_devices:
+        world = max(1, xla_devices)
+        if d.launcher != "none":
+            from components.training.launcher import resolve_nproc
 
-        world = d.nodes * resolve_nproc(d)
-    steps = t.schedule.steps(iteration, len(examples), t.batch_size * t.gradient_accumulation_steps * world)
-    if d.launcher == "none" or not examples or steps <= 0:
-        plan = checkpoint_plan(settings, iteration, finetune_dir)
-        result, start = train_in_process(settings, iteration, examples, steps, plan, base_dir, previous_dir, out)
-    else:
-        result, start = train_distributed(settings, iteration, finetune_dir, base_dir, previous_dir, out_dir, steps)
+            world = d.nodes * resolve_nproc(d)
+        steps = t.schedule.steps(iteration, len(examples), t.batch_size * t.gradient_accumulation_steps * world)
+        if d.launcher == "none" or not examples or steps <= 0:
+            plan = checkpoint_plan(settings, iteration, finetune_dir)
+            result, start = train_in_process(settings, iteration, examples, steps, plan, base_dir, previous_dir, out)
+        else:
+            result, start = train_distributed(settings, iteration, finetune_dir, base_dir, previous_dir, out_dir,
+                                              steps)
     stats = TrainStats(train_steps=result.steps, train_loss=result.mean_loss, trained_from=start,
                        method=t.method)
     (out / TRAIN_STATS).write_text(stats.model_dump_json(indent=2))

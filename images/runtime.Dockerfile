@@ -19,9 +19,10 @@ COPY pyproject.toml README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 
-# torch==2.13.0 from PyPI is the CUDA build (several GB of CUDA libraries); this image runs on CPU nodes,
-# so the same version is taken from the PyTorch CPU index (2.13.0+cpu satisfies ==2.13.0).
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu . \
+# The `cpu` extra pins torch==2.13.0. From PyPI that is the CUDA build (several GB of CUDA libraries); this image
+# runs on CPU nodes, so the same version is taken from the PyTorch CPU index (2.13.0+cpu satisfies ==2.13.0).
+# `gcs`: task data and published runs in gs:// buckets (s3:// needs nothing more).
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[cpu,gcs]" \
     && python -c "import components, pipelines, torch; assert not torch.cuda.is_available()"
 
 # ---- runtime -----------------------------------------------------------------------------------------------

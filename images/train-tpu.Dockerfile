@@ -2,7 +2,7 @@
 # STaR TPU training image: transformers + peft on torch_xla (PJRT) for GKE TPU node pools.
 # Build from the repository root:  docker buildx bake -f images/docker-bake.hcl train-tpu
 
-# ---- build: a virtualenv with the project and its `tpu` extra (torch_xla[tpu], libtpu) ---------------------
+# ---- build: a virtualenv with the project and its `tpu` extra (torch 2.9.0, torch_xla[tpu] 2.9.0, libtpu) -----
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -18,8 +18,11 @@ COPY pyproject.toml README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 
-# TPU hosts need no CUDA: torch comes from the PyTorch CPU index, torch_xla must be the build matching it.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[tpu]" \
+# The `tpu` extra pins torch and torch_xla (torch_xla 2.9.0 imports only with torch 2.9.0; `make test` installs
+# this set in .venv-xla and trains on XLA's CPU device with it). TPU hosts need no CUDA: the same torch version
+# comes from the PyTorch CPU index (2.9.0+cpu satisfies ==2.9.0) instead of PyPI's CUDA build. `gcs`: checkpoints
+# and the compilation cache in gs:// buckets.
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[tpu,gcs]" \
     && python -c "import components, pipelines, torch, torch_xla; print(torch.__version__, torch_xla.__version__)"
 
 # ---- runtime -----------------------------------------------------------------------------------------------
@@ -45,14 +48,17 @@ RUN groupadd --system --gid 10001 star \
 
 COPY --from=build /opt/venv /opt/venv
 
-# PJRT_DEVICE selects the TPU runtime; XLA's compilation cache goes to a writable, mountable path.
+# PJRT_DEVICE selects the TPU runtime (and the XLA training path, components/training/xla.py). XLA's persistent
+# compilation cache: this in-pod folder unless training.compile_cache (or training.checkpoints) names one that
+# outlives the pod.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/star \
     PJRT_DEVICE=TPU \
-    XLA_CACHE_DIR=/tmp/xla-cache
+    HF_HOME=/tmp/hf \
+    XLA_PERSISTENT_CACHE_PATH=/tmp/xla-cache
 
 USER 10001:10001
 WORKDIR /home/star

@@ -63,6 +63,16 @@ class TrainingConfig(Strict):
     #: multi-node job (`distributed.nodes > 1`) needs a URL its pods reach, by default
     #: `<distributed.staging_uri>/checkpoints`.
     checkpoints: str | None = None
+    #: On TPU (XLA): where compiled programs are kept between train steps, a folder path or an s3:// / gs:// URL,
+    #: so later iterations load them instead of compiling again. None: `<checkpoints>/xla-compile-cache` when
+    #: `checkpoints` is set, else only the pod's own `$XLA_PERSISTENT_CACHE_PATH`.
+    compile_cache: str | None = None
+
+    def compile_cache_location(self) -> str | None:
+        checkpoints = self.checkpoint_location()
+        if self.compile_cache is not None or checkpoints is None:
+            return self.compile_cache
+        return join_location(checkpoints, "xla-compile-cache")
 
     @model_validator(mode="after")
     def _checkpoints_the_job_reaches(self) -> TrainingConfig:

@@ -1,6 +1,8 @@
 """Causal-LM fine-tuning on (prompt, completion) pairs with transformers' Trainer.
 
 Loss falls on the completion (rationale + answer + end of text) only: prompt tokens get label -100.
+On CPU or GPU (one process, or a DeepSpeed rank) the Trainer runs as usual; with torch_xla on a TPU host it runs
+SPMD over every chip with FSDPv2 (`components.training.xla`), on the very same encoded rows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from components.core.errors import StarError
 from components.core.progress import ProgressLine
 from components.core.rows import TrainExample
 from components.core.seeds import epoch_seed
+from components.training import xla
 from components.training.checkpoints import CheckpointPlan
 from components.training.lr_schedule import LrSchedule, trainer_scheduler
 from components.training.trainer_state import CheckpointCallback, StopRequest, fetch_latest
@@ -58,9 +61,14 @@ def encode_example(
 @dataclass
 class CompletionCollator:
     pad_token_id: int
+    #: Pad each batch to the smallest of these lengths that holds its longest row (XLA: a few fixed shapes);
+    #: None pads to the longest row.
+    buckets: list[int] | None = None
 
     def __call__(self, features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         width = max(len(f["input_ids"]) for f in features)
+        if self.buckets is not None:
+            width = xla.bucket_for(width, self.buckets)
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(features), width), dtype=torch.long)
@@ -98,13 +106,18 @@ class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
     A step's `batch_size` rows are a random draw, so a step mixes short and long rows; sorted within the step,
     the micro-batches it goes through in (CPU passes, gradient accumulation) each pad only to their own longest
     row. Length-grouped batches (transformers' `group_by_length`) train far worse where length follows the kind of
-    example, as a sum's digit count does (benchmarks/RESULTS.md, "Design choices")."""
+    example, as a sum's digit count does (benchmarks/RESULTS.md, "Design choices").
 
-    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+    `full_steps` (XLA): the epoch's last, short step is filled with rows from its start, so every step has the
+    same batch size."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int, full_steps: bool = False) -> None:
         self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0
+        self.full_steps = full_steps
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        n = len(self.lengths)
+        return n + (-n % self.batch_size if self.full_steps else 0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -112,6 +125,8 @@ class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        if self.full_steps:
+            order = xla.fill_steps(order, self.batch_size)
         steps = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         return iter([i for step in steps for i in sorted(step, key=lambda i: -self.lengths[i])])
 
@@ -125,6 +140,7 @@ class _Trainer(Trainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             [len(row["input_ids"]) for row in dataset.rows],
             self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            full_steps=self.is_fsdp_xla_enabled,
         )
         return self._step_sampler
 
@@ -135,6 +151,21 @@ class _Trainer(Trainer):
         if self._step_sampler is not None and "epoch" in kwargs:
             self._step_sampler.set_epoch(kwargs["epoch"])
         return super()._run_epoch(*args, **kwargs)
+
+    def _wrap_model(self, model: Any, training: bool = True, dataloader: Any = None) -> Any:
+        wrapped = super()._wrap_model(model, training, dataloader)
+        if training and self.is_fsdp_xla_v2_enabled and wrapped is not model:
+            xla.retie(wrapped)
+            # transformers 5.23 delays the optimizer until an XLA FSDP model is wrapped, then never creates it (the
+            # wrapped model is not `self.model`, so the branch that would is skipped): create it on the wrapped model
+            if self.optimizer is None:
+                self.create_optimizer(wrapped)
+        return wrapped
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if not self.is_fsdp_xla_v2_enabled:
+            return super().save_model(output_dir, _internal_call)
+        xla.save_checkpoint_weights(self.model, output_dir or self.args.output_dir)
 
 
 class _ProgressCallback(TrainerCallback):
@@ -184,20 +215,34 @@ def fit(
 
     Each optimizer step takes `batch_size * gradient_accumulation_steps` rows per device. On CPU (without
     DeepSpeed) a step's `batch_size` rows go through in passes of at most `CPU_MICRO_BATCH_TOKENS` padded
-    tokens, accumulated into the same update; the rows of each step and the loss are unchanged."""
+    tokens, accumulated into the same update; the rows of each step and the loss are unchanged. On XLA
+    (`components.training.xla.on_xla()`) one process trains over all N devices: a pass takes `batch_size * N`
+    rows, sharded over the devices, padded to a fixed bucket length, in bf16; the model ends on the CPU."""
     if max_steps <= 0 or not examples:
         return FitResult(steps=0, mean_loss=None)
     rows = [encode_example(tokenizer, e.prompt, e.completion, max_length) for e in examples]
     every = checkpoints.every if checkpoints else 0
-    on_cpu = not torch.cuda.is_available()
-    micro = batch_size
-    if on_cpu and deepspeed is None:
+    on_xla = xla.on_xla()
+    if on_xla and deepspeed is not None:
+        raise StarError("DeepSpeed does not run on XLA: on a TPU host set training.distributed.launcher to none "
+                        "(training spreads over the host's chips by itself).")
+    on_cpu = not on_xla and not torch.cuda.is_available()
+    micro, accumulate, buckets = batch_size, gradient_accumulation_steps, None
+    device_args: dict[str, Any] = {
+        "use_cpu": on_cpu, "deepspeed": deepspeed,
+        "bf16": bool(deepspeed and (deepspeed.get("bf16") or {}).get("enabled") is True),
+    }
+    if on_xla:
+        micro, buckets = batch_size * xla.start(), xla.padding_buckets(max_length)
+        device_args = xla.trainer_arguments()
+    elif on_cpu and deepspeed is None:
         micro = micro_batch_rows(batch_size, max(len(r["input_ids"]) for r in rows), CPU_MICRO_BATCH_TOKENS)
+        accumulate = gradient_accumulation_steps * (batch_size // micro)
     args = TrainingArguments(
         output_dir=output_dir,
         max_steps=max_steps,
         per_device_train_batch_size=micro,
-        gradient_accumulation_steps=gradient_accumulation_steps * (batch_size // micro),
+        gradient_accumulation_steps=accumulate,
         learning_rate=learning_rate,
         lr_scheduler_type=trainer_scheduler(lr_schedule),
         warmup_steps=math.ceil(warmup_ratio * max_steps),
@@ -209,12 +254,10 @@ def fit(
         report_to=[],
         seed=seed,
         data_seed=seed,
-        use_cpu=on_cpu,
         dataloader_num_workers=0,
         disable_tqdm=True,
         remove_unused_columns=False,
-        deepspeed=deepspeed,
-        bf16=bool(deepspeed and (deepspeed.get("bf16") or {}).get("enabled") is True),
+        **device_args,
     )
     progress = _ProgressCallback(label, max_steps)
     # SIGTERM becomes a checkpoint-and-stop request only when there is somewhere to checkpoint to; without a plan it
@@ -223,7 +266,7 @@ def fit(
         saver = CheckpointCallback(checkpoints, stop) if checkpoints and stop else None
         trainer = _Trainer(
             model=model, args=args, train_dataset=_ListDataset(rows),
-            data_collator=CompletionCollator(tokenizer.pad_token_id),
+            data_collator=CompletionCollator(tokenizer.pad_token_id, buckets),
             callbacks=[progress] + ([saver] if saver else []),
         )
         trainer.remove_callback(PrinterCallback)  # our progress line reports the loss instead of a dict per step
@@ -231,6 +274,8 @@ def fit(
         if resume is not None:
             print(f"{label}: continuing from {resume.name} of {checkpoints.url}")  # type: ignore[union-attr]
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if on_xla:
+        xla.unwrap_to_cpu(model)
     if saver is not None and saver.stopped_at is not None:
         raise Preempted(
             f"{label}: stopped at step {saver.stopped_at} of {max_steps} on SIGTERM; the checkpoint is in "

@@ -209,9 +209,16 @@ def place(task: PipelineTask, kind: StepKind, cluster: ClusterConfig, retries: b
     return task
 
 
-def check_engines(cluster: ClusterConfig, backend: str, tensor_parallel_size: int | None) -> None:
+def check_engines(cluster: ClusterConfig, backend: str, tensor_parallel_size: int | None, launcher: str = "none"
+                  ) -> None:
     """Refuse, when compiling for a cluster, a placement the engine cannot run on: vLLM needs GPUs in the generate
-    and evaluate pods, at least as many as one engine spans."""
+    and evaluate pods, at least as many as one engine spans; training on TPU is one SPMD process per host, not a
+    DeepSpeed launcher."""
+    if cluster.placement.tpu is not None and launcher != "none":
+        raise StarError(
+            f"cluster.placement.tpu trains on a TPU host, one XLA process over its chips, but "
+            f"training.distributed.launcher is {launcher}: DeepSpeed does not run on XLA; set the launcher to none"
+        )
     if backend != "vllm":
         return
     for kind in ("generate", "evaluate"):

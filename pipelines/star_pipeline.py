@@ -191,7 +191,8 @@ def build_pipeline(config: RunConfig, local: bool = False) -> Any:
     earlier run's iteration k-1, then iterations k..N; with `evaluation.baselines` also the ablation without
     rationalization and the same-compute control, and the report that compares them."""
     if not local:
-        check_engines(config.cluster, config.generation.backend, config.generation.vllm.tensor_parallel_size)
+        check_engines(config.cluster, config.generation.backend, config.generation.vllm.tensor_parallel_size,
+                      config.training.distributed.launcher)
     ops = make_ops(config)
     run = Runner(config, local)
     star_iteration = iteration_pipeline(ops, config, run)

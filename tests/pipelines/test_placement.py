@@ -128,3 +128,10 @@ def test_a_private_registry_secret_reaches_every_step_and_every_job_pod(tmp_path
             "ecr-pull"], name
     job = cfg.train_settings().job
     assert job is not None and job.pod.image_pull_secrets == ["ecr-pull"]
+
+
+def test_deepspeed_on_a_tpu_pool_is_refused_when_compiling() -> None:
+    cfg = RunConfig.model_validate({"training": {"distributed": {"launcher": "torchrun"}},
+                                    "cluster": {"placement": {"tpu": {}}}})
+    with pytest.raises(StarError, match="DeepSpeed does not run on XLA; set the launcher to none"):
+        build_pipeline(cfg)

@@ -41,7 +41,8 @@ BAKE = REPO / "images" / "docker-bake.hcl"
 STATE = Path(os.environ.get("STAR_IMAGES_STATE", Path.home() / ".cache" / "star" / "images"))
 
 TOOLS = {"podman": "podman", "buildah": "buildah", "runc": "runc", "mmdebstrap": "mmdebstrap"}
-STAND_IN_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+# libpython3.11: the official images build Python shared (wheels such as torch_xla link libpython3.11.so)
+STAND_IN_PACKAGES = ("python3", "python3-venv", "python-is-python3", "libpython3.11", "ca-certificates")
 STAND_IN_SUITE = "bookworm"
 # the stand-in's name carries a digest of its recipe: a changed recipe makes a new one
 STAND_IN = "localhost/star-stand-in-base:{suite}-{digest}"

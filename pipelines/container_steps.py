@@ -43,8 +43,8 @@ def _local(location: str | None) -> bool:
 def with_absolute_paths(config: RunConfig, out: Path) -> tuple[RunConfig, list[tuple[Path, bool]]]:
     """`config` with the local paths it names made absolute (a step's working folder differs in its container),
     and the folders to mount at the same place: (path, writable). The run folder is writable; inputs that exist
-    here (data file, few-shot prompts, model folder, a published run to start from) are read-only; a local
-    `publish` folder is created and writable."""
+    here (data file, few-shot prompts, model folder, a published run to start from) are read-only; local
+    `publish`, checkpoint and model-cache folders are created and writable."""
     from components.storage import local_path
 
     mounts: list[tuple[Path, bool]] = [(out, True)]
@@ -64,7 +64,8 @@ def with_absolute_paths(config: RunConfig, out: Path) -> tuple[RunConfig, list[t
                    if getattr(config.task, key, None) is not None}
     config = config.model_copy(update={
         "task": config.task.model_copy(update=task_update),
-        "model": config.model.model_copy(update={"base": absolute(config.model.base)}),
+        "model": config.model.model_copy(update={"base": absolute(config.model.base),
+                                                  "cache_dir": absolute(config.model.cache_dir, writable=True)}),
         "start": config.start.model_copy(update={"from_url": absolute(config.start.from_url)}),
         "publish": absolute(config.publish, writable=True),
         "training": config.training.model_copy(
@@ -103,6 +104,13 @@ def docker_runner(config: RunConfig, mounts: list[tuple[Path, bool]]) -> DockerR
     if missing:
         raise StarError(f"--runner container: image {', '.join(missing)} is not on this machine; build it with "
                         "`make images` (or set cluster.images to images the engine has).")
+    from kfp.local import docker_task_handler
+
+    # kfp.local starts each step's container with auto-removal, then asks for its logs; docker-py looks the
+    # container up after the log stream opens, and podman (4.3) answers a container it has just removed with a
+    # 500, not the 404 kfp.local catches, so a step failed at random (1 in 8 here). Steps' containers are removed
+    # after their exit status is read instead.
+    docker_task_handler.run_docker_container = run_step_container
     args: dict[str, Any] = {
         "user": f"{os.getuid()}:{os.getgid()}",
         "environment": {"HOME": CONTAINER_HOME},
@@ -117,3 +125,17 @@ def _unique(mounts: list[tuple[Path, bool]]) -> list[tuple[Path, bool]]:
     for path, rw in mounts:
         best[path] = best.get(path, False) or rw
     return sorted(best.items())
+
+
+def run_step_container(client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any) -> int:
+    """One step's container (kfp.local's `run_docker_container`, same arguments): started, its output printed as
+    it comes, its exit status returned, then removed."""
+    print(f"in image {image!r}")
+    container = client.containers.run(image=image, command=command, detach=True, stdout=True, stderr=True,
+                                      volumes=volumes, **run_args)
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)

@@ -300,7 +300,7 @@ def build(names: list[str], python: str) -> int:
     torch_index = TORCH_INDEX if reachable(TORCH_INDEX) else ""
     if not torch_index:
         print(f"{TORCH_INDEX} does not answer: torch's CPU build comes from this machine's pip settings", flush=True)
-    built, skipped = [], []
+    built, skipped, failed = [], [], []
     for name in names or list(targets):
         target = targets[name]
         contexts, reason = resolve_bases(target, env)
@@ -319,13 +319,15 @@ def build(names: list[str], python: str) -> int:
             print(f"building {name} ({stage}): {shlex.join(cmd)}", flush=True)
             if subprocess.run(cmd, env=env).returncode != 0:
                 print(f"failed: {name}", flush=True)
-                skipped.append(name)
+                failed.append(name)
                 break
         else:
             built.append(name)
-    print(f"built: {', '.join(built) or 'none'}; not built: {', '.join(skipped) or 'none'}", flush=True)
+    print(f"built: {', '.join(built) or 'none'}; failed: {', '.join(failed) or 'none'}; not built here (base "
+          f"image unavailable): {', '.join(skipped) or 'none'}", flush=True)
     subprocess.run(["podman", "images", "--filter", "dangling=false"], env=env)
-    return 0 if not skipped else 1
+    # all images: what this machine cannot build is reported, not an error; images asked for by name must build
+    return 1 if failed or (names and skipped) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

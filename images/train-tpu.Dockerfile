@@ -21,7 +21,7 @@ COPY pipelines ./pipelines
 # TPU hosts need no CUDA: torch comes from the PyTorch CPU index, torch_xla must be the build matching it.
 # Empty TORCH_INDEX_URL: torch's CPU build comes from the build's pip settings (images/podman_build.py).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# The pins are the project's (pyproject.toml); hadolint reads the optional index URL as an unpinned package.
+# The pins are the project's (pyproject.toml); the linter reads the optional index URL as an unpinned package.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "./[tpu]" \
     && python -c "import components, pipelines, torch, torch_xla; print(torch.__version__, torch_xla.__version__)"

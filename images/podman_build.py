@@ -146,13 +146,19 @@ def containers_conf() -> Path:
     nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
     nofile = 1048576 if nofile == resource.RLIM_INFINITY else min(nofile, 1048576)
     nproc = 32768 if nproc == resource.RLIM_INFINITY else min(nproc, 32768)
+    return write_state("containers.conf", "# written by images/podman_build.py\n[containers]\n"
+                       f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+                       '[engine]\nruntime = "runc"\n')
+
+
+def write_state(name: str, text: str) -> Path:
+    """A settings file under STATE, replaced whole (builds from other checkouts may be reading it)."""
     STATE.mkdir(parents=True, exist_ok=True)
-    path = STATE / "containers.conf"
-    path.write_text(
-        "# written by images/podman_build.py\n[containers]\n"
-        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
-        '[engine]\nruntime = "runc"\n'
-    )
+    path = STATE / name
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(f".{name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return path
 
 
@@ -200,14 +206,11 @@ def pip_mounts(settings: dict[str, dict[str, str]]) -> list[Path]:
 
 
 def write_pip_conf(settings: dict[str, dict[str, str]]) -> Path:
-    STATE.mkdir(parents=True, exist_ok=True)
-    path = STATE / "pip.conf"
     lines = ["# this machine's pip settings (pip config list), written by images/podman_build.py"]
     for section, values in settings.items():
         lines.append(f"[{section}]")
         lines.extend(f"{key} = {value}" for key, value in values.items())
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_state("pip.conf", "\n".join(lines) + "\n")
 
 
 def reachable(url: str, timeout: float = 5.0) -> bool:

@@ -4,10 +4,12 @@ environment images/podman_build.py sets up (runc, ulimits within this machine's 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from types import ModuleType
 
 from tests.paths import REPO
 
@@ -25,14 +27,19 @@ def cannot_build() -> str | None:
     return "podman is not installed and installing it needs root (apt-get install podman buildah runc mmdebstrap)"
 
 
+def load_podman_build() -> ModuleType:
+    """images/podman_build.py as a module (it is a script, outside the packages)."""
+    spec = importlib.util.spec_from_file_location("podman_build", BUILD)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("podman_build", module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def engine_env() -> dict[str, str]:
     """The environment podman runs in (the containers.conf podman_build.py writes)."""
-    sys.path.insert(0, str(BUILD.parent))
-    try:
-        import podman_build
-    finally:
-        sys.path.remove(str(BUILD.parent))
-    return podman_build.engine_env()
+    return load_podman_build().engine_env()
 
 
 def podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -79,7 +79,7 @@ def docker_runner(config: RunConfig, mounts: list[tuple[Path, bool]]) -> DockerR
     try:
         import docker
         from docker.types import Mount
-    except ImportError as e:  # pragma: no cover - docker is a dependency of the project
+    except ImportError as e:  # docker is a dependency of the project; an environment may still lack it
         raise StarError("--runner container needs the Python package docker (pip install docker).") from e
     from kfp import local
 

@@ -57,8 +57,14 @@ def pip_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next(folder.glob("pip-*.whl"))
 
 
-def resolve(pip_wheel: Path, tmp_path: Path, python: str, glibc_minor: int, requirements: list[str],
-            constraints: list[str]) -> dict[str, str]:
+@pytest.fixture(scope="session")
+def pure_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels built here of pure-Python packages published as source only (kept for the session)."""
+    return tmp_path_factory.mktemp("pure-wheels")
+
+
+def resolve(pip_wheel: Path, wheels: Path, tmp_path: Path, python: str, glibc_minor: int,
+            requirements: list[str], constraints: list[str]) -> dict[str, str]:
     """name -> version of everything pip would install for the base (its Python and platform) from the index,
     with the base's own packages as constraints."""
     (tmp_path / "requirements.txt").write_text("\n".join(requirements) + "\n")
@@ -68,8 +74,6 @@ def resolve(pip_wheel: Path, tmp_path: Path, python: str, glibc_minor: int, requ
     # base installs: pip reads no configuration file here, and only the index
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in ("PIP_INDEX_URL", "PIP_CERT")}
     env["PIP_CONFIG_FILE"] = os.devnull
-    wheels = tmp_path / "pure-wheels"
-    wheels.mkdir()
     cmd = [sys.executable, str(pip_wheel / "pip"), "install", "--dry-run", "--ignore-installed", "--quiet",
            "--disable-pip-version-check", "--target", str(tmp_path / "target"), "--report", str(report),
            "--python-version", python, "--only-binary=:all:", "--find-links", str(wheels),
@@ -98,13 +102,14 @@ def base_ref(dockerfile: str, prefix: str) -> str:
     return refs[0]
 
 
-def test_the_vllm_image_keeps_the_vllm_and_torch_its_base_ships(pip_wheel: Path, tmp_path: Path) -> None:
+def test_the_vllm_image_keeps_the_vllm_and_torch_its_base_ships(pip_wheel: Path, pure_wheels: Path,
+                                                                 tmp_path: Path) -> None:
     project = pyproject()
     vllm = re.match(r"vllm/vllm-openai:v([\w.]+)@", base_ref("vllm.Dockerfile", "vllm/vllm-openai:"))
     assert vllm, "the vLLM base is not vllm/vllm-openai:v<version>@sha256:..."
     torch = pin(project["dependencies"], "torch")
     # the base has vLLM's own version; the torch it has is the one that vLLM pins, which must be ours
-    resolved = resolve(pip_wheel, tmp_path, "3.12", 35,
+    resolved = resolve(pip_wheel, pure_wheels, tmp_path, "3.12", 35,
                        [*project["dependencies"], *project["optional-dependencies"]["vllm"]],
                        [f"vllm=={vllm.group(1)}"])
     assert resolved["vllm"] == vllm.group(1) == pin(project["optional-dependencies"]["vllm"], "vllm")
@@ -112,7 +117,8 @@ def test_the_vllm_image_keeps_the_vllm_and_torch_its_base_ships(pip_wheel: Path,
     assert resolved["transformers"] == pin(project["dependencies"], "transformers")
 
 
-def test_the_gpu_image_resolves_torch_for_the_cuda_of_its_base(pip_wheel: Path, tmp_path: Path) -> None:
+def test_the_gpu_image_resolves_torch_for_the_cuda_of_its_base(pip_wheel: Path, pure_wheels: Path,
+                                                                tmp_path: Path) -> None:
     project = pyproject()
     cuda = re.match(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-devel-ubuntu24\.04@", base_ref("train-gpu.Dockerfile",
                                                                                    "nvidia/cuda:"))
@@ -121,7 +127,7 @@ def test_the_gpu_image_resolves_torch_for_the_cuda_of_its_base(pip_wheel: Path, 
     # DeepSpeed is published as source only: its own requirements come from the build in this environment
     assert importlib.metadata.version("deepspeed") == deepspeed
     ds_requires = [r for r in importlib.metadata.requires("deepspeed") or [] if "extra ==" not in r]
-    resolved = resolve(pip_wheel, tmp_path, "3.11", 39, [*project["dependencies"], *ds_requires], [])
+    resolved = resolve(pip_wheel, pure_wheels, tmp_path, "3.11", 39, [*project["dependencies"], *ds_requires], [])
     assert resolved["torch"] == pin(project["dependencies"], "torch")
     runtime = resolved.get("nvidia-cuda-runtime") or resolved.get(f"nvidia-cuda-runtime-cu{cuda.group(1)}")
     assert runtime, f"torch {resolved['torch']} brings no CUDA {cuda.group(1)} runtime: {sorted(resolved)}"

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint base-model clean browser
+.PHONY: demo test lint base-model images clean browser
 
 $(BIN)/star: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test: $(BIN)/star $(CHECKOV) browser $(VENV_XLA)/bin/pytest
 	$(BIN)/ruff check .
 	PATH="$(abspath $(BIN)):$$PATH" CHECKOV_BIN="$(abspath $(CHECKOV))" $(BIN)/pytest -q --ignore=tests/engines
 	PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 $(VENV_XLA)/bin/pytest -q tests/engines/xla
+
+## images: build every image this machine can: `docker buildx bake` where a Docker engine answers, else podman and
+## buildah (installed from Debian's packages when missing; images/podman_build.py), listed by `podman images`
+images:
+	@if docker info >/dev/null 2>&1; then docker buildx bake -f images/docker-bake.hcl; \
+	else $(PYTHON) images/podman_build.py; fi
 
 lint: $(BIN)/star
 	$(BIN)/ruff check .

@@ -14,16 +14,30 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/venv
 
+# torch==2.13.0 from PyPI is the CUDA build (several GB of CUDA libraries); this image runs on CPU nodes,
+# so the same version is taken from the PyTorch CPU index (2.13.0+cpu satisfies ==2.13.0). Empty: torch's CPU
+# build comes from the pip settings of the build (images/podman_build.py, where that index does not answer).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
 WORKDIR /src
-COPY pyproject.toml README.md ./
+
+# The dependencies first, in a layer of their own (read from pyproject.toml): a change to the project's code
+# or README does not reinstall them.
+COPY pyproject.toml ./
+# The core dependencies and the extras of this image: `cpu` (torch) and `gcs` (task data and published runs in
+# gs:// buckets; s3:// needs nothing more).
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extra = p['optional-dependencies']; print('\n'.join(p['dependencies'] + extra['cpu'] + extra['gcs']))" \
+        > /tmp/requirements.txt \
+    && pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt
+
+COPY README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 
-# The `cpu` extra pins torch==2.13.0. From PyPI that is the CUDA build (several GB of CUDA libraries); this image
-# runs on CPU nodes, so the same version is taken from the PyTorch CPU index (2.13.0+cpu satisfies ==2.13.0).
-# `gcs`: task data and published runs in gs:// buckets (s3:// needs nothing more).
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[cpu,gcs]" \
-    && python -c "import components, pipelines, torch; assert not torch.cuda.is_available()"
+RUN pip install --no-cache-dir --no-deps . \
+    && pip check \
+    && python -c "import components, pipelines, torch; assert torch.version.cuda is None, torch.__version__"
 
 # ---- runtime -----------------------------------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS runtime

@@ -38,15 +38,21 @@ COPY pipelines ./pipelines
 
 RUN uv pip install --python /opt/venv/bin/python ".[gpu]"
 
-# DeepSpeed is published as source: rebuild it against the installed torch with its fused Adam op compiled
-# for datacenter GPUs (A100, L4/Ada, H100, B200), so the runtime image needs no compiler.
+# DeepSpeed is published as source and compiles its C++/CUDA ops at first use, which the runtime image (no
+# compiler) cannot. Rebuilt here against the installed torch with the ops the configs use prebuilt: CPU Adam
+# (`training.distributed.offload_optimizer`; without offload the Trainer's own AdamW runs, no DeepSpeed op).
+# DS_ACCELERATOR=cuda: this stage has no GPU, and DeepSpeed would otherwise build for (and record) its CPU
+# accelerator, whose ops it does not load on a GPU node. CUDA code for datacenter GPUs (A100, L4/Ada, H100, B200).
 ARG TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0;10.0"
+ENV DS_ACCELERATOR=cuda
 RUN DS_VERSION="$(python -c 'import importlib.metadata as m; print(m.version("deepspeed"))')" \
     && uv pip install --python /opt/venv/bin/python "setuptools==84.2.1" "wheel==0.48.0" "ninja==1.13.2" \
-    && DS_BUILD_OPS=0 DS_BUILD_FUSED_ADAM=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" \
+    && DS_BUILD_OPS=0 DS_BUILD_CPU_ADAM=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" \
        uv pip install --python /opt/venv/bin/python --no-build-isolation --no-deps --reinstall \
        "deepspeed==${DS_VERSION}" \
-    && python -c "import components, pipelines, torch, deepspeed, peft; print(torch.__version__, deepspeed.__version__)"
+    && python -c "import components, pipelines, torch, deepspeed, peft; print(torch.__version__, deepspeed.__version__)" \
+    && python -c "from deepspeed.git_version_info import installed_ops as ops, accelerator_name as name; \
+assert ops['cpu_adam'] and name == 'cuda', (name, ops)"
 
 # ---- runtime -----------------------------------------------------------------------------------------------
 FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04@sha256:c3fde347d52d578c84fd644bc177bc7ec333feaf11550d990da4084d7612e4c7 AS runtime
@@ -71,6 +77,10 @@ RUN groupadd --system --gid 10001 star \
 
 COPY --from=build /opt/python /opt/python
 COPY --from=build /opt/venv /opt/venv
+
+# CPU Adam loads as built, here where no compiler is (a JIT build would fail).
+RUN DS_ACCELERATOR=cuda /opt/venv/bin/python -c "from deepspeed.ops.op_builder import CPUAdamBuilder; \
+CPUAdamBuilder().load()"
 
 # Caches (Hugging Face, Triton, torch extensions) go under /tmp, which the pods mount as emptyDir.
 ENV VIRTUAL_ENV=/opt/venv \

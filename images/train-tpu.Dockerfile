@@ -19,10 +19,13 @@ COPY components ./components
 COPY pipelines ./pipelines
 
 # The `tpu` extra pins torch and torch_xla (torch_xla 2.9.0 imports only with torch 2.9.0; `make test` installs
-# this set in .venv-xla and trains on XLA's CPU device with it). TPU hosts need no CUDA: the same torch version
-# comes from the PyTorch CPU index (2.9.0+cpu satisfies ==2.9.0) instead of PyPI's CUDA build. `gcs`: checkpoints
-# and the compilation cache in gs:// buckets.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu "./[tpu,gcs]" \
+# this set in .venv-xla and trains on XLA's CPU device with it). TPU hosts need no CUDA: torch comes from the
+# PyTorch CPU index (2.9.0+cpu satisfies ==2.9.0). `gcs`: checkpoints and the compilation cache in gs:// buckets.
+# Empty TORCH_INDEX_URL: torch's CPU build comes from the build's pip settings (images/podman_build.py).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The pins are the project's (pyproject.toml); the linter reads the optional index URL as an unpinned package.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "./[tpu,gcs]" \
     && python -c "import components, pipelines, torch, torch_xla; print(torch.__version__, torch_xla.__version__)"
 
 # ---- runtime -----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from components.core.errors import StarError
 from pipelines.config import RunConfig, continue_from, load_config
+from pipelines.container_steps import LocalRunner
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -58,6 +59,10 @@ def run(
     )] = None,
     from_url: FromOpt = None,
     start_iteration: StartOpt = None,
+    runner: Annotated[LocalRunner, typer.Option(
+        "--runner", help="Where each step runs: in this Python environment (subprocess), or in its image "
+        "(container: cluster.images, through a Docker engine or podman's socket at DOCKER_HOST).",
+    )] = LocalRunner.subprocess,
 ) -> None:
     """Run a STaR loop on this machine through kfp.local."""
     from pipelines.local_run import resume_config, run_local, upload_run
@@ -75,7 +80,7 @@ def run(
 
         check_reachable(upload, "--upload", cfg.storage)
     try:
-        run_local(cfg, folder, resume=resume is not None)
+        run_local(cfg, folder, resume=resume is not None, runner=runner)
     finally:
         if upload is not None:
             upload_run(folder, upload, cfg)

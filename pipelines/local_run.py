@@ -18,6 +18,7 @@ from kfp import local
 from components.core.artifact_files import COMPARISON, CONFIG_DIGEST, HISTORY, REPORT, SUMMARY
 from components.core.errors import StarError
 from pipelines.config import RunConfig, config_digest
+from pipelines.container_steps import LocalRunner, docker_runner, with_absolute_paths
 from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
 
@@ -101,9 +102,12 @@ def show_cache_hits() -> Iterator[None]:
         root.setLevel(level)
 
 
-def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
-    """Run the whole pipeline through `kfp.local.SubprocessRunner`; artifacts go under `out/artifacts`,
-    `out/summary.json` and `out/report.html` are written at the end, the full log to `out/run.log`.
+def run_local(config: RunConfig, out: str | Path, resume: bool = False,
+              runner: LocalRunner = LocalRunner.subprocess) -> Path:
+    """Run the whole pipeline through kfp.local, each step in this Python environment (`SubprocessRunner`) or
+    in its image (`runner=container`: `DockerRunner`, see pipelines/container_steps.py); artifacts go under
+    `out/artifacts`, `out/summary.json` and `out/report.html` are written at the end, the full log to
+    `out/run.log`.
 
     Every finished step is recorded in the run folder's cache. `resume` continues an interrupted run: finished
     steps are taken from the cache (the seeds make them what a new run would compute), the step that was cut
@@ -120,16 +124,20 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False) -> Path:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    step_runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)
+    if runner is LocalRunner.container:
+        config, mounts = with_absolute_paths(config, out)
+        step_runner = docker_runner(config, mounts)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "artifacts"), raise_on_error=True,
-        enable_caching=True, cache_root=str(cache),
+        runner=step_runner, pipeline_root=str(out / "artifacts"), raise_on_error=True, enable_caching=True,
+        cache_root=str(cache),
     )
     pipeline = build_pipeline(config, local=True)
     started, run_started = time.monotonic(), time.time()
     console, log = tee_to_log(out / "run.log", append=resume)
     try:
         with contextlib.redirect_stdout(console), warnings.catch_warnings(), show_cache_hits():
-            # the images name the cluster's registry; locally every step runs in this environment
+            # the images name the cluster's registry; with the subprocess runner every step runs here
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
             # cluster placement (resources, node pools) is compiled in but has no meaning on this machine
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from tests.paths import REPO
@@ -37,9 +38,23 @@ def load_podman_build() -> ModuleType:
     return module
 
 
+#: This checkout's own podman event log: podman 4.3 appends events from concurrent podman processes to one shared
+#: file without a lock, an interleaved line stops `podman events` from reading any further, and the tests count the
+#: containers a run started from the events.
+EVENTS_LOG = REPO / ".pytest_cache" / f"podman-events-{REGISTRY.rsplit('-', 1)[1]}.log"
+
+
 def engine_env() -> dict[str, str]:
-    """The environment podman runs in (the containers.conf podman_build.py writes)."""
-    return load_podman_build().engine_env()
+    """The environment podman runs in: the containers.conf podman_build.py writes, with this checkout's event log."""
+    env = load_podman_build().engine_env()
+    base = Path(env["CONTAINERS_CONF"]).read_text()
+    if "[engine]" not in base:
+        base += "\n[engine]\n"
+    EVENTS_LOG.parent.mkdir(parents=True, exist_ok=True)
+    conf = EVENTS_LOG.with_suffix(".conf")
+    engine = f'[engine]\nevents_logger = "file"\nevents_logfile_path = "{EVENTS_LOG}"\n'
+    conf.write_text(base.replace("[engine]\n", engine, 1))
+    return {**env, "CONTAINERS_CONF": str(conf)}
 
 
 def podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -107,7 +107,7 @@ def test_the_vllm_image_keeps_the_vllm_and_torch_its_base_ships(pip_wheel: Path,
     project = pyproject()
     vllm = re.match(r"vllm/vllm-openai:v([\w.]+)@", base_ref("vllm.Dockerfile", "vllm/vllm-openai:"))
     assert vllm, "the vLLM base is not vllm/vllm-openai:v<version>@sha256:..."
-    torch = pin(project["dependencies"], "torch")
+    torch = pin(project["optional-dependencies"]["vllm"], "torch")
     # the base has vLLM's own version; the torch it has is the one that vLLM pins, which must be ours
     resolved = resolve(pip_wheel, pure_wheels, tmp_path, "3.12", 35,
                        [*project["dependencies"], *project["optional-dependencies"]["vllm"]],
@@ -127,8 +127,10 @@ def test_the_gpu_image_resolves_torch_for_the_cuda_of_its_base(pip_wheel: Path, 
     # DeepSpeed is published as source only: its own requirements come from the build in this environment
     assert importlib.metadata.version("deepspeed") == deepspeed
     ds_requires = [r for r in importlib.metadata.requires("deepspeed") or [] if "extra ==" not in r]
-    resolved = resolve(pip_wheel, pure_wheels, tmp_path, "3.11", 39, [*project["dependencies"], *ds_requires], [])
-    assert resolved["torch"] == pin(project["dependencies"], "torch")
+    torch = pin(project["optional-dependencies"]["gpu"], "torch")
+    resolved = resolve(pip_wheel, pure_wheels, tmp_path, "3.11", 39,
+                       [*project["dependencies"], f"torch=={torch}", *ds_requires], [])
+    assert resolved["torch"] == torch
     runtime = resolved.get("nvidia-cuda-runtime") or resolved.get(f"nvidia-cuda-runtime-cu{cuda.group(1)}")
     assert runtime, f"torch {resolved['torch']} brings no CUDA {cuda.group(1)} runtime: {sorted(resolved)}"
     assert runtime.split(".")[:2] == [cuda.group(1), cuda.group(2)], (

@@ -203,7 +203,15 @@ class VLLMGenerator:
 
             torch.set_num_threads(self.config.cpu_threads)
         from transformers import AutoConfig
-        from vllm import LLM
+
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise StarError(
+                "generation.backend is vllm, but vLLM is not installed in this environment: on a cluster use the "
+                "vLLM image (cluster.images), on this machine `make demo-vllm` (or `.venv-vllm/bin/star`), else set "
+                "generation.backend to hf."
+            ) from e
 
         self.chunk_size = max(1, chunk_size)
         rank = lora_rank_of(adapter_dir) if adapter_dir is not None else None

@@ -262,3 +262,9 @@ def test_generator_loads_a_full_checkpoint_as_the_model(fake_vllm: _Recorder, tm
     out = gen.generate("", ["Q: 9\nA:"], SamplingConfig(), stop=["\n"])
     assert out == [["A:#0"]]
     assert fake_vllm.generate_calls[0]["lora_request"] is None
+
+
+def test_without_vllm_installed_the_error_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what the main environment has: no vLLM
+    with pytest.raises(StarError, match="generation.backend is vllm, but vLLM is not installed"):
+        VLLMGenerator(str(ASSETS), VLLMConfig())

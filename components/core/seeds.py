@@ -13,6 +13,15 @@ RUN_STRIDE = 100_003
 CHUNK_STRIDE = 1_000_003
 #: A prime: shard k of a generation step is offset by k strides (ten per iteration leave room for the stages).
 SHARD_STRIDE = 7_919
+#: Seeds handed to a sampler (torch's generators, vLLM's requests) are signed 64-bit integers.
+SAMPLER_SEED_LIMIT = 2**63
+
+
+def sampler_seed(value: int, room: int = 1) -> int:
+    """`value` as a sampler takes it: below 2**63 - room + 1, so `room` consecutive streams (vLLM seeds sample k of
+    a request with seed + k) all fit. Unchanged for every seed a run seed below about 10**6 gives; larger run
+    seeds wrap around instead of overflowing the sampler."""
+    return value % (SAMPLER_SEED_LIMIT - room + 1)
 
 
 class Stage(IntEnum):
@@ -44,12 +53,12 @@ def training_seed(seed: int, iteration: int) -> int:
 
 def batch_seed(sampling_seed: int, batch: int) -> int:
     """Batch b of one `generate` call (hf backend): each batch samples from its own stream."""
-    return sampling_seed * CHUNK_STRIDE + batch
+    return sampler_seed(sampling_seed * CHUNK_STRIDE + batch)
 
 
 def question_seed(sampling_seed: int, question: int, samples_per_question: int) -> int:
     """The first of question q's `n` sample streams in one `generate` call (vLLM takes one seed per request)."""
-    return sampling_seed * CHUNK_STRIDE + question * samples_per_question
+    return sampler_seed(sampling_seed * CHUNK_STRIDE + question * samples_per_question, room=samples_per_question)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

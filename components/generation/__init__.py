@@ -1,4 +1,5 @@
-"""Generation backends: `hf` (transformers, CPU or GPU) and `vllm` (GPU), with one `generate` interface."""
+"""Generation backends: `hf` (transformers, CPU or GPU) and `vllm` (vLLM: GPU, or its CPU build), with one
+`generate` interface."""
 
 from __future__ import annotations
 

@@ -8,12 +8,16 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: The highest sampling temperature every backend takes (vLLM refuses more).
+MAX_TEMPERATURE = 2.0
+
 
 class SamplingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.0, ge=0.0)
+    #: 0: greedy (every sample of a question is the same completion).
+    temperature: float = Field(0.0, ge=0.0, le=MAX_TEMPERATURE)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0

@@ -1,17 +1,21 @@
-"""Generation with vLLM on GPU: the same `generate()` as the `hf` backend, on vLLM's offline `LLM` engine.
+"""Generation with vLLM: the same `generate()` as the `hf` backend, on vLLM's offline `LLM` engine (GPU on a
+cluster; vLLM's CPU build runs it on this machine, in tests and `make demo-vllm`).
 
 - One engine per step (`vllm.LLM`), tensor parallel over the GPUs of the pod (`tensor_parallel_size`, default:
-  every GPU the pod sees), automatic prefix caching on, so the few-shot prefix every prompt starts with is
-  computed once and its KV blocks are shared.
+  the most GPUs of the pod that divide the model's attention heads), automatic prefix caching on, so the
+  few-shot prefix every prompt starts with is computed once and its KV blocks are shared.
+- `dtype: auto` is the checkpoint's own dtype, as the `hf` backend loads it (vLLM's own `auto` runs a float32
+  checkpoint in bfloat16 or float16, so both backends would not compute the same tokens).
 - The iteration's LoRA adapter is served as it is, through a `LoRARequest` (`enable_lora=True`), never merged
   into the base weights; a full fine-tuned checkpoint is loaded as the model itself.
 - Prompts are token ids, `prefix + question` encoded piece by piece without special tokens, exactly as the
   `hf` backend and the fine-tuning code encode them, so both backends see the very same tokens.
 - `SamplingParams(n=num_samples, ...)` draws all samples of a question in one request; each question gets its
-  own seed range, so runs are reproducible and questions do not share random draws.
+  own seed range, so runs are reproducible and questions do not share random draws. Greedy decoding (temperature
+  0) asks vLLM for one completion (it refuses `n > 1` there) and repeats it, as the `hf` backend's copies are.
 
 vLLM is imported only inside `VLLMGenerator`; the functions that build its arguments are plain Python, so the
-CPU machine (and the tests) never need it.
+main environment (and its tests) never need it. `tests/engines/vllm/` runs the generator on the real engine.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 class VLLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    #: GPUs one engine spans (None: every GPU visible to the pod).
+    #: GPUs one engine spans (None: the most GPUs visible to the pod that divide the model's attention heads).
     tensor_parallel_size: int | None = Field(None, ge=1)
     #: Share of each GPU's memory vLLM may take for weights, activations and KV cache.
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
@@ -46,9 +50,16 @@ class VLLMConfig(BaseModel):
     enable_prefix_caching: bool = True
     #: Largest LoRA rank the engine reserves memory for (None: the smallest vLLM rank that fits the adapter).
     max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] | None = None
+    #: `auto`: the checkpoint's dtype (what the `hf` backend computes in).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     #: Engine seed (sampling seeds come from the step, per question).
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
+    #: Run the model eagerly: no torch.compile, no CUDA graphs (None: on without a GPU, where compiling takes
+    #: 15-45 s of a short step and there are no CUDA graphs; off on GPUs).
+    enforce_eager: bool | None = None
+    #: Threads torch computes with in a CPU engine (no GPU visible; None: torch's default). One is fastest for
+    #: small models on a few shared cores.
+    cpu_threads: int | None = Field(None, ge=1)
 
 
 def lora_rank_of(adapter_dir: str | Path) -> int:
@@ -77,21 +88,67 @@ def engine_lora_rank(adapter_rank: int, configured: int | None) -> int:
     )
 
 
+class ModelShape(BaseModel):
+    """What the engine's arguments depend on in a checkpoint's `config.json`."""
+
+    attention_heads: int = Field(ge=1)
+    kv_heads: int = Field(ge=1)
+    #: The dtype the weights are stored in (None: not stated).
+    dtype: Literal["bfloat16", "float16", "float32"] | None = None
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> ModelShape:
+        """From a `config.json` (a multimodal model's text part under `text_config`)."""
+        text = config.get("text_config") or config
+        heads = int(text["num_attention_heads"])
+        dtype = text.get("dtype") or text.get("torch_dtype") or config.get("dtype") or config.get("torch_dtype")
+        return cls(attention_heads=heads, kv_heads=int(text.get("num_key_value_heads") or heads),
+                   dtype=dtype if dtype in ("bfloat16", "float16", "float32") else None)
+
+
+def _splits_heads(tp: int, shape: ModelShape) -> bool:
+    """vLLM shards attention heads evenly over the GPUs; KV heads are split, or replicated when there are fewer."""
+    kv = shape.kv_heads
+    return shape.attention_heads % tp == 0 and (kv % tp == 0 or tp % kv == 0)
+
+
+def tensor_parallel_size(config: VLLMConfig, shape: ModelShape, gpus: int) -> int:
+    """The configured size (checked against the model), or the most of the pod's GPUs that split its heads."""
+    if config.tensor_parallel_size is not None:
+        tp = config.tensor_parallel_size
+        if not _splits_heads(tp, shape):
+            fits = [t for t in range(1, max(tp, gpus) + 1) if _splits_heads(t, shape)]
+            raise StarError(
+                f"generation.vllm.tensor_parallel_size is {tp}, but the model's {shape.attention_heads} attention "
+                f"heads ({shape.kv_heads} key/value heads) do not split over {tp} GPUs; use one of "
+                f"{', '.join(map(str, fits))}."
+            )
+        return tp
+    return max(t for t in range(1, max(1, gpus) + 1) if _splits_heads(t, shape))
+
+
+def engine_dtype(config: VLLMConfig, shape: ModelShape) -> str:
+    """`auto` is the checkpoint's dtype (vLLM's own `auto` would run float32 weights in half precision)."""
+    if config.dtype == "auto" and shape.dtype is not None:
+        return shape.dtype
+    return config.dtype
+
+
 def llm_kwargs(
-    model: str, config: VLLMConfig, *, adapter_rank: int | None = None, gpus: int | None = None
+    model: str, config: VLLMConfig, shape: ModelShape, *, adapter_rank: int | None = None, gpus: int | None = None
 ) -> dict[str, Any]:
-    """Arguments of `vllm.LLM(...)`. `adapter_rank` set: LoRA serving on; `gpus`: what the pod sees (for the
-    default tensor parallel size)."""
-    tp = config.tensor_parallel_size
-    if tp is None:
-        tp = max(1, visible_gpus() if gpus is None else gpus)
+    """Arguments of `vllm.LLM(...)`. `shape`: the model's heads and dtype; `adapter_rank` set: LoRA serving on;
+    `gpus`: what the pod sees (default: `visible_gpus()`)."""
+    gpus = visible_gpus() if gpus is None else gpus
+    eager = config.enforce_eager if config.enforce_eager is not None else gpus == 0
     kwargs: dict[str, Any] = {
         "model": model,
-        "tensor_parallel_size": tp,
-        "dtype": config.dtype,
+        "tensor_parallel_size": tensor_parallel_size(config, shape, gpus),
+        "dtype": engine_dtype(config, shape),
         "seed": config.seed,
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "enable_prefix_caching": config.enable_prefix_caching,
+        "enforce_eager": eager,
     }
     if config.max_model_len is not None:
         kwargs["max_model_len"] = config.max_model_len
@@ -101,10 +158,16 @@ def llm_kwargs(
     return kwargs
 
 
+def requested_samples(sampling: SamplingConfig) -> int:
+    """Completions asked of vLLM per question: greedy decoding gives one (vLLM refuses `n > 1` there), which the
+    generator repeats `num_samples` times."""
+    return sampling.num_samples if sampling.temperature > 0 else 1
+
+
 def sampling_kwargs(sampling: SamplingConfig, stop: Sequence[str], question_index: int = 0) -> dict[str, Any]:
     """Arguments of `vllm.SamplingParams(...)` for one question: `n` samples, the task's stop strings (vLLM
     leaves them out of the returned text), and a seed range of its own."""
-    n = sampling.num_samples
+    n = requested_samples(sampling)
     return {
         "n": n,
         "temperature": sampling.temperature,
@@ -133,12 +196,27 @@ class VLLMGenerator:
         adapter_dir: str | Path | None = None,
         chunk_size: int = 1024,
     ) -> None:
-        from vllm import LLM
-
         self.config = config or VLLMConfig()
+        gpus = visible_gpus()
+        if gpus == 0 and self.config.cpu_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.config.cpu_threads)
+        from transformers import AutoConfig
+
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise StarError(
+                "generation.backend is vllm, but vLLM is not installed in this environment: on a cluster use the "
+                "vLLM image (cluster.images), on this machine `make demo-vllm` (or `.venv-vllm/bin/star`), else set "
+                "generation.backend to hf."
+            ) from e
+
         self.chunk_size = max(1, chunk_size)
         rank = lora_rank_of(adapter_dir) if adapter_dir is not None else None
-        self.llm = LLM(**llm_kwargs(model, self.config, adapter_rank=rank))
+        shape = ModelShape.of(AutoConfig.from_pretrained(model).to_dict())
+        self.llm = LLM(**llm_kwargs(model, self.config, shape, adapter_rank=rank, gpus=gpus))
         self.lora_request = None
         if adapter_dir is not None:
             from vllm.lora.request import LoRARequest
@@ -182,7 +260,8 @@ class VLLMGenerator:
             outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
             if len(outputs) != len(chunk):
                 raise RuntimeError(f"vLLM returned {len(outputs)} results for {len(chunk)} prompts")
+            copies = sampling.num_samples // requested_samples(sampling)
             for out in outputs:
-                results.append([cut_at_stop(c.text, stop) for c in out.outputs])
+                results.append([cut_at_stop(c.text, stop) for c in out.outputs for _ in range(copies)])
             bar.update(len(chunk))
         return results

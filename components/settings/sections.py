@@ -10,7 +10,7 @@ from pydantic import Field
 from components.core.strict import Strict
 from components.demo.builtin import BUILTIN_TINY
 from components.demo.seed_pretraining import SeedPretraining
-from components.generation.sampling import SamplingConfig
+from components.generation.sampling import MAX_TEMPERATURE, SamplingConfig
 from components.generation.vllm import VLLMConfig
 
 
@@ -25,13 +25,15 @@ class ModelConfig(Strict):
 
 
 class GenerationConfig(Strict):
-    #: `hf` (transformers, CPU or GPU) or `vllm` (GPU; offline engine, LoRA adapters served without merging).
+    #: `hf` (transformers, CPU or GPU) or `vllm` (offline engine, LoRA adapters served without merging; GPU on a
+    #: cluster, vLLM's CPU build on a machine without one: `make demo-vllm`).
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(256, ge=1)
     num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.0, ge=0.0)
+    #: 0: greedy (with num_samples > 1, each question gets that many copies of its one greedy completion).
+    temperature: float = Field(0.0, ge=0.0, le=MAX_TEMPERATURE)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     #: At most this many distinct kept rationales per question enter the fine-tuning set.
     max_per_question: int = Field(1, ge=1)
@@ -63,7 +65,7 @@ class EvaluationConfig(Strict):
     report_samples: int = Field(3, ge=0)
     #: Besides greedy accuracy: this many samples per held-out question for maj@k and pass@k (1: greedy only).
     num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.7, gt=0.0)
+    temperature: float = Field(0.7, gt=0.0, le=MAX_TEMPERATURE)
     #: Stop early when held-out accuracy has not improved for this many iterations (None: never).
     patience: int | None = Field(None, ge=1)
     #: Also run, beside STaR, the ablation without rationalization (p_rationalization 0) and a control that

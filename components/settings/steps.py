@@ -12,6 +12,7 @@ from components.core.errors import StarError
 from components.core.strict import Strict
 from components.core.validation import describe_problems
 from components.demo.seed_pretraining import SeedPretraining
+from components.generation.sampling import MAX_TEMPERATURE
 from components.settings.sections import (
     EvaluationConfig,
     GenerationConfig,
@@ -81,7 +82,7 @@ class EvaluateSettings(StepSettings):
     generation: GenerationConfig
     #: Samples per held-out question (maj@k, pass@k), their temperature, and the samples shown in the report.
     num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.7, gt=0.0)
+    temperature: float = Field(0.7, gt=0.0, le=MAX_TEMPERATURE)
     report_samples: int = Field(3, ge=0)
 
     @classmethod

@@ -1,9 +1,10 @@
 """The vLLM backend's requests, checked without vLLM: the argument builders, and VLLMGenerator driving a stand-in
-`vllm` module that records every call."""
+`vllm` module that records every call. `tests/engines/vllm/` runs the backend on vLLM's real engine."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import types
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from components.core.errors import StarError
+from components.demo.builtin import ASSETS
 from components.demo.tiny_model import build_tokenizer
 from components.generation.sampling import SamplingConfig
 from components.generation.vllm import (
+    ModelShape,
     VLLMConfig,
     VLLMGenerator,
     engine_lora_rank,
@@ -27,6 +30,10 @@ from components.generation.vllm import (
     visible_gpus,
 )
 from components.models.loading import MODEL_REFERENCE
+
+#: Llama-3.1-8B: 32 attention heads, 8 key/value heads, bfloat16 weights; Qwen2.5-7B: 28 and 4.
+LLAMA_8B = ModelShape(attention_heads=32, kv_heads=8, dtype="bfloat16")
+QWEN_7B = ModelShape(attention_heads=28, kv_heads=4, dtype="bfloat16")
 
 
 def _adapter(path: Path, r: int, rank_pattern: dict[str, int] | None = None) -> Path:
@@ -39,29 +46,60 @@ def _adapter(path: Path, r: int, rank_pattern: dict[str, int] | None = None) -> 
 def test_tensor_parallel_size_defaults_to_the_gpus_of_the_pod(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     assert visible_gpus() == 4
-    assert llm_kwargs("m", VLLMConfig())["tensor_parallel_size"] == 4
-    assert llm_kwargs("m", VLLMConfig(), gpus=8)["tensor_parallel_size"] == 8
-    assert llm_kwargs("m", VLLMConfig(tensor_parallel_size=2), gpus=8)["tensor_parallel_size"] == 2
+    assert llm_kwargs("m", VLLMConfig(), LLAMA_8B)["tensor_parallel_size"] == 4
+    assert llm_kwargs("m", VLLMConfig(), LLAMA_8B, gpus=8)["tensor_parallel_size"] == 8
+    assert llm_kwargs("m", VLLMConfig(tensor_parallel_size=2), LLAMA_8B, gpus=8)["tensor_parallel_size"] == 2
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_gpus() == 0
-    assert llm_kwargs("m", VLLMConfig())["tensor_parallel_size"] == 1  # never 0
+    assert llm_kwargs("m", VLLMConfig(), LLAMA_8B)["tensor_parallel_size"] == 1  # never 0
+
+
+def test_default_tensor_parallel_size_divides_the_attention_heads() -> None:
+    """Qwen2.5-7B's 28 heads do not split over 8 GPUs (vLLM refuses the engine): 4 of them do."""
+    assert llm_kwargs("m", VLLMConfig(), QWEN_7B, gpus=8)["tensor_parallel_size"] == 4
+    assert llm_kwargs("m", VLLMConfig(), QWEN_7B, gpus=3)["tensor_parallel_size"] == 2
+    # key/value heads are split too, or replicated when fewer than the GPUs: 12 heads, 8 KV heads -> not 3 or 6
+    assert llm_kwargs("m", VLLMConfig(), ModelShape(attention_heads=12, kv_heads=8), gpus=6)[
+        "tensor_parallel_size"] == 4
+    with pytest.raises(StarError, match=r"tensor_parallel_size is 8.*28 attention heads.*use one of 1, 2, 4\.$"):
+        llm_kwargs("m", VLLMConfig(tensor_parallel_size=8), QWEN_7B, gpus=8)
+
+
+def test_auto_dtype_is_the_checkpoints() -> None:
+    """A float32 checkpoint runs in float32, as the hf backend loads it (vLLM's own `auto` would halve it)."""
+    fp32 = ModelShape.of(json.loads((ASSETS / "config.json").read_text()))
+    assert fp32.dtype == "float32" and fp32.attention_heads == 4
+    assert llm_kwargs("m", VLLMConfig(), fp32, gpus=1)["dtype"] == "float32"
+    assert llm_kwargs("m", VLLMConfig(), LLAMA_8B, gpus=1)["dtype"] == "bfloat16"
+    assert llm_kwargs("m", VLLMConfig(dtype="float16"), fp32, gpus=1)["dtype"] == "float16"  # as configured
+    old_style = ModelShape.of({"num_attention_heads": 8, "torch_dtype": "float16"})
+    assert old_style.dtype == "float16" and old_style.kv_heads == 8
+    assert llm_kwargs("m", VLLMConfig(), ModelShape(attention_heads=2, kv_heads=2), gpus=1)["dtype"] == "auto"
+
+
+def test_enforce_eager_is_on_without_a_gpu() -> None:
+    assert llm_kwargs("m", VLLMConfig(), LLAMA_8B, gpus=0)["enforce_eager"] is True
+    assert llm_kwargs("m", VLLMConfig(), LLAMA_8B, gpus=2)["enforce_eager"] is False
+    assert llm_kwargs("m", VLLMConfig(enforce_eager=True), LLAMA_8B, gpus=2)["enforce_eager"] is True
+    assert llm_kwargs("m", VLLMConfig(enforce_eager=False), LLAMA_8B, gpus=0)["enforce_eager"] is False
 
 
 def test_engine_arguments() -> None:
     cfg = VLLMConfig(gpu_memory_utilization=0.85, max_model_len=4096, dtype="bfloat16", seed=7)
-    kwargs = llm_kwargs("meta-llama/Llama-3.1-8B", cfg, gpus=1)
+    kwargs = llm_kwargs("meta-llama/Llama-3.1-8B", cfg, LLAMA_8B, gpus=1)
     assert kwargs == {
         "model": "meta-llama/Llama-3.1-8B", "tensor_parallel_size": 1, "dtype": "bfloat16", "seed": 7,
         "gpu_memory_utilization": 0.85, "enable_prefix_caching": True, "max_model_len": 4096,
+        "enforce_eager": False,
     }
     # no adapter: no LoRA machinery in the engine
     assert "enable_lora" not in kwargs and "max_lora_rank" not in kwargs
-    assert llm_kwargs("m", VLLMConfig(enable_prefix_caching=False), gpus=1)["enable_prefix_caching"] is False
-    assert "max_model_len" not in llm_kwargs("m", VLLMConfig(), gpus=1)
+    assert llm_kwargs("m", VLLMConfig(enable_prefix_caching=False), LLAMA_8B, gpus=1)["enable_prefix_caching"] is False
+    assert "max_model_len" not in llm_kwargs("m", VLLMConfig(), LLAMA_8B, gpus=1)
 
 
 def test_lora_engine_arguments_fit_the_adapter_rank(tmp_path: Path) -> None:
-    kwargs = llm_kwargs("m", VLLMConfig(), adapter_rank=12, gpus=1)
+    kwargs = llm_kwargs("m", VLLMConfig(), LLAMA_8B, adapter_rank=12, gpus=1)
     assert kwargs["enable_lora"] is True and kwargs["max_loras"] == 1
     assert kwargs["max_lora_rank"] == 16  # the smallest rank vLLM accepts that holds r=12
     assert engine_lora_rank(16, None) == 16 and engine_lora_rank(64, 128) == 128
@@ -85,6 +123,21 @@ def test_sampling_parameters() -> None:
     assert sampling_kwargs(sampling.model_copy(update={"seed": 4}), [], 0)["seed"] != first["seed"]
     greedy = sampling_kwargs(SamplingConfig(), ["\n"])
     assert greedy["n"] == 1 and greedy["temperature"] == 0.0
+
+
+def test_greedy_asks_for_one_completion() -> None:
+    """vLLM refuses n > 1 with temperature 0 ("n must be 1 when using greedy sampling"); the generator repeats
+    the one completion (tests/engines/vllm checks it against the engine and the hf backend)."""
+    assert sampling_kwargs(SamplingConfig(num_samples=4), ["\n"])["n"] == 1
+    assert sampling_kwargs(SamplingConfig(num_samples=4, temperature=0.5), ["\n"])["n"] == 4
+
+
+def test_sampling_seeds_stay_in_the_engines_range() -> None:
+    """vLLM (and torch's generators) take signed 64-bit seeds; a question's n streams are seed .. seed + n - 1."""
+    for seed in (2**40, 2**62 + 12345, 10**30):
+        for q in (0, 1, 999):
+            first = sampling_kwargs(SamplingConfig(num_samples=8, temperature=1.0, seed=seed), [], q)["seed"]
+            assert 0 <= first and first + 7 < 2**63
 
 
 def test_lora_request_names_the_adapter_folder(tmp_path: Path) -> None:
@@ -169,12 +222,13 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> _Recorder:
 def test_generator_serves_the_adapter_through_a_lora_request(fake_vllm: _Recorder, tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()
-    (base / MODEL_REFERENCE).write_text(json.dumps({"source": "meta-llama/Llama-3.1-8B"}))
+    (base / MODEL_REFERENCE).write_text(json.dumps({"source": str(ASSETS)}))
     adapter = _adapter(tmp_path / "adapter", 16)
     cfg = VLLMConfig(max_model_len=2048)
     gen = VLLMGenerator.from_model_dirs(base, adapter, cfg, chunk_size=2)
 
-    assert fake_vllm.llm_kwargs == [llm_kwargs("meta-llama/Llama-3.1-8B", cfg, adapter_rank=16, gpus=2)]
+    shape = ModelShape(attention_heads=4, kv_heads=4, dtype="float32")  # the demo model's config.json
+    assert fake_vllm.llm_kwargs == [llm_kwargs(str(ASSETS), cfg, shape, adapter_rank=16, gpus=2)]
     assert fake_vllm.llm_kwargs[0]["enable_lora"] is True and fake_vllm.llm_kwargs[0]["tensor_parallel_size"] == 2
     assert fake_vllm.lora == [lora_request_args(adapter)]
 
@@ -201,10 +255,16 @@ def test_generator_loads_a_full_checkpoint_as_the_model(fake_vllm: _Recorder, tm
     base = tmp_path / "base"
     base.mkdir()
     full = tmp_path / "full"
-    full.mkdir()
+    shutil.copytree(ASSETS, full)
     gen = VLLMGenerator.from_model_dirs(base, full, VLLMConfig())
     assert fake_vllm.llm_kwargs[0]["model"] == str(full) and "enable_lora" not in fake_vllm.llm_kwargs[0]
     assert fake_vllm.lora == []
     out = gen.generate("", ["Q: 9\nA:"], SamplingConfig(), stop=["\n"])
     assert out == [["A:#0"]]
     assert fake_vllm.generate_calls[0]["lora_request"] is None
+
+
+def test_without_vllm_installed_the_error_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what the main environment has: no vLLM
+    with pytest.raises(StarError, match="generation.backend is vllm, but vLLM is not installed"):
+        VLLMGenerator(str(ASSETS), VLLMConfig())

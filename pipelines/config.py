@@ -49,7 +49,9 @@ class StartConfig(Strict):
 
 class RunConfig(Strict):
     name: str = Field("star", pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-    seed: int = 0
+    #: Every random draw of the run derives from it (components/core/seeds.py). Below 2**31: training hands
+    #: `seed + iteration` to numpy, which takes seeds below 2**32 only.
+    seed: int = Field(0, ge=0, lt=2**31)
     #: The last iteration (a new run trains iterations 1..iterations).
     iterations: int = Field(3, ge=1, le=256)
     task: TaskConfig = Field(default_factory=ArithmeticConfig)

@@ -38,6 +38,8 @@ def test_overrides_and_defaults() -> None:
         ("rationalization: {p_rationalization: 1.5}\n", "rationalization.p_rationalization"),
         ("training: {schedule: {kind: cosine}}\n", "training.schedule.kind"),
         ("- a list\n", "mapping"),
+        ("seed: 4294967296\n", "seed"),  # numpy, which training seeds, takes seeds below 2**32 only
+        ("seed: -1\n", "seed"),
     ],
 )
 def test_bad_config_values_name_the_key(tmp_path: Path, yaml_text: str, needle: str) -> None:

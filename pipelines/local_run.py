@@ -21,6 +21,7 @@ from pipelines.config import RunConfig, config_digest
 from pipelines.container_steps import LocalRunner, docker_runner, with_absolute_paths
 from pipelines.run_log import tee_to_log
 from pipelines.star_pipeline import build_pipeline
+from pipelines.warm_steps import warm_subprocess_steps
 
 
 def last_report(artifacts: Path, config: RunConfig, since: float | None = None) -> tuple[Path, Path]:
@@ -125,9 +126,11 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False,
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     step_runner: local.SubprocessRunner | local.DockerRunner = local.SubprocessRunner(use_venv=False)
+    # steps in this environment start from a process that has imported torch and transformers once
+    steps: contextlib.AbstractContextManager = warm_subprocess_steps()
     if runner is LocalRunner.container:
         config, mounts = with_absolute_paths(config, out)
-        step_runner = docker_runner(config, mounts)
+        step_runner, steps = docker_runner(config, mounts), contextlib.nullcontext()
     local.init(
         runner=step_runner, pipeline_root=str(out / "artifacts"), raise_on_error=True, enable_caching=True,
         cache_root=str(cache),
@@ -136,7 +139,7 @@ def run_local(config: RunConfig, out: str | Path, resume: bool = False,
     started, run_started = time.monotonic(), time.time()
     console, log = tee_to_log(out / "run.log", append=resume)
     try:
-        with contextlib.redirect_stdout(console), warnings.catch_warnings(), show_cache_hits():
+        with steps, contextlib.redirect_stdout(console), warnings.catch_warnings(), show_cache_hits():
             # the images name the cluster's registry; with the subprocess runner every step runs here
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
             # cluster placement (resources, node pools) is compiled in but has no meaning on this machine

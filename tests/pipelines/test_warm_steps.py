@@ -1,0 +1,78 @@
+"""Local steps forked from a warm server: same results, exit status and output as a new process, less start-up.
+
+No `from __future__ import annotations` here: KFP reads the components' annotations as types."""
+
+import os
+from pathlib import Path
+
+import pytest
+from kfp import dsl, local
+
+from pipelines.warm_steps import lightweight_component, warm_subprocess_steps
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def whoami(marker: str) -> str:
+    import os
+    import sys
+
+    print(f"step output {marker}")
+    return f"{os.getppid()} {'torch' in sys.modules} {os.environ.get('STAR_TEST_MARK', '-')} {os.getcwd()}"
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def fails() -> str:
+    raise ValueError("this step fails on purpose")
+
+
+@pytest.fixture
+def kfp_local(tmp_path: Path) -> Path:
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True)
+    return tmp_path
+
+
+def test_a_step_runs_in_a_fork_of_the_server_with_torch_already_imported(
+    kfp_local: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(kfp_local)
+    with warm_subprocess_steps() as steps:
+        parent, preloaded, _, cwd = whoami(marker="one").output.split()
+        again = whoami(marker="two").output.split()[0]
+        server = str(steps._server.pid)
+    assert parent == server and again == server  # every step is its own fork of the server
+    assert preloaded == "True"
+    assert Path(cwd) == kfp_local
+    assert "step output one" in capsys.readouterr().out  # the step's output is printed as kfp.local prints it
+
+
+def test_a_step_whose_environment_differs_from_the_servers_starts_a_new_process(
+    kfp_local: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with warm_subprocess_steps() as steps:
+        monkeypatch.setenv("STAR_TEST_MARK", "changed")  # libraries imported by the server may have read the old one
+        parent, preloaded, mark, _ = whoami(marker="three").output.split()
+        server = str(steps._server.pid)
+    assert parent != server and preloaded == "False" and mark == "changed"
+
+
+def test_a_failing_step_fails_the_run_with_its_traceback(kfp_local: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with warm_subprocess_steps(), pytest.raises(RuntimeError):
+        fails()
+    assert "ValueError: this step fails on purpose" in capsys.readouterr().out
+
+
+def test_the_server_stops_with_the_run() -> None:
+    with warm_subprocess_steps() as steps:
+        server = steps._server
+    assert server.poll() is not None
+    assert not os.path.exists(steps.socket_path)
+
+
+def test_only_kfp_lightweight_components_take_the_warm_path() -> None:
+    command = ["sh", "-ec", 'program_path=$(mktemp -d)\nprintf "%s" "$0" > "$program_path/ephemeral_component.py"\n'
+               '_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main --component_module_path '
+               '"$program_path/ephemeral_component.py" "$@"\n', "def f(): pass", "--executor_input", "{}"]
+    assert lightweight_component(command) == ("def f(): pass", ["--executor_input", "{}"])
+    assert lightweight_component(["python3", "-m", "kfp.dsl.executor_main"]) is None
+    assert lightweight_component(["sh", "-ec", "echo hi", "x"]) is None

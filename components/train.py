@@ -39,7 +39,7 @@ def train_in_process(settings: TrainSettings, iteration: int, examples: list[Tra
                      plan: CheckpointPlan | None, base_dir: str, previous_dir: str, out: Path
                      ) -> tuple[FitResult, StartingPoint]:
     """One process on this pod's CPU or GPU (transformers' Trainer)."""
-    from components.training.fit import fit
+    from components.training.fit import cpu_bf16, fit
     from components.training.starting_model import starting_model
 
     t = settings.training
@@ -50,7 +50,7 @@ def train_in_process(settings: TrainSettings, iteration: int, examples: list[Tra
             batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
             max_length=t.max_length, warmup_ratio=t.warmup_ratio, lr_schedule=t.lr_schedule,
             weight_decay=t.weight_decay, seed=training_seed(settings.seed, iteration),
-            label=f"iteration {iteration} · train", checkpoints=plan,
+            label=f"iteration {iteration} · train", checkpoints=plan, cpu_bf16=cpu_bf16(t.cpu_precision),
         )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -49,6 +49,10 @@ class TrainingConfig(Strict):
     #: The learning rate over an iteration's steps after warm-up: constant, or decayed to zero by its last step.
     lr_schedule: LrSchedule = "constant"
     weight_decay: float = Field(0.0, ge=0.0)
+    #: On a CPU (without DeepSpeed): bf16 runs the linear layers under bfloat16 autocast (weights, optimizer,
+    #: attention and loss stay float32); auto takes it where the CPU multiplies bf16 in hardware (AMX or AVX-512
+    #: BF16), fp32 never. Results follow the arithmetic: a run is reproduced on a CPU that makes the same choice.
+    cpu_precision: Literal["auto", "bf16", "fp32"] = "auto"
     #: Start each iteration from the previous iteration's weights instead of the base model (paper: off).
     continue_from_previous: bool = False
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

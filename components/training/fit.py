@@ -39,6 +39,45 @@ IGNORE = -100
 #: (measurements: benchmarks/RESULTS.md, "Design choices"). The update is the same: the Trainer divides each
 #: micro-batch's summed loss by the completion tokens of the whole step.
 CPU_MICRO_BATCH_TOKENS = 1024
+#: The attention function bf16 training on CPU uses: torch's SDPA in float32 (its bf16 backward on CPU is several
+#: times slower than the float32 one, benchmarks/RESULTS.md), registered with transformers under this name.
+FP32_ATTENTION = "star_sdpa_fp32"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16)."""
+    caps = torch.cpu.get_capabilities()
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def cpu_bf16(precision: str) -> bool:
+    """`training.cpu_precision` resolved on this machine."""
+    return precision == "bf16" or (precision == "auto" and cpu_has_bf16())
+
+
+def _sdpa_fp32(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    with torch.autocast("cpu", enabled=False):
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
+                                              **kwargs)
+    return out.to(query.dtype), weights
+
+
+@contextlib.contextmanager
+def _fp32_attention(model: PreTrainedModel) -> Iterator[None]:
+    """Attention in float32 while the model trains under bf16 autocast; the model's own setting after."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(FP32_ATTENTION, _sdpa_fp32)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = base.config._attn_implementation
+    base.set_attn_implementation(FP32_ATTENTION)
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(before)
 
 
 class Preempted(StarError):
@@ -207,6 +246,7 @@ def fit(
     label: str = "train",
     deepspeed: dict | None = None,
     checkpoints: CheckpointPlan | None = None,
+    cpu_bf16: bool = False,
 ) -> FitResult:
     """Train `model` in place for exactly `max_steps` optimizer steps (cycling over `examples`). `deepspeed`: a
     DeepSpeed config (`components.training.deepspeed_config`) when launched over several ranks; bf16 follows
@@ -217,7 +257,10 @@ def fit(
     DeepSpeed) a step's `batch_size` rows go through in passes of at most `CPU_MICRO_BATCH_TOKENS` padded
     tokens, accumulated into the same update; the rows of each step and the loss are unchanged. On XLA
     (`components.training.xla.on_xla()`) one process trains over all N devices: a pass takes `batch_size * N`
-    rows, sharded over the devices, padded to a fixed bucket length, in bf16; the model ends on the CPU."""
+    rows, sharded over the devices, padded to a fixed bucket length, in bf16; the model ends on the CPU.
+    `cpu_bf16` (CPU without DeepSpeed): the linear layers run under bf16 autocast, attention, norms and the loss in
+    float32, and the weights and optimizer stay float32 (`cpu_has_bf16()` tells whether the CPU has it in
+    hardware)."""
     if max_steps <= 0 or not examples:
         return FitResult(steps=0, mean_loss=None)
     rows = [encode_example(tokenizer, e.prompt, e.completion, max_length) for e in examples]
@@ -238,6 +281,8 @@ def fit(
     elif on_cpu and deepspeed is None:
         micro = micro_batch_rows(batch_size, max(len(r["input_ids"]) for r in rows), CPU_MICRO_BATCH_TOKENS)
         accumulate = gradient_accumulation_steps * (batch_size // micro)
+        device_args["bf16"] = cpu_bf16
+    cpu_autocast = on_cpu and deepspeed is None and cpu_bf16
     args = TrainingArguments(
         output_dir=output_dir,
         max_steps=max_steps,
@@ -262,7 +307,9 @@ def fit(
     progress = _ProgressCallback(label, max_steps)
     # SIGTERM becomes a checkpoint-and-stop request only when there is somewhere to checkpoint to; without a plan it
     # keeps its default meaning (end the process), or a `kill` of a plain training run would be ignored
-    with StopRequest() if checkpoints else contextlib.nullcontext() as stop:
+    with (StopRequest() if checkpoints else contextlib.nullcontext()) as stop, (
+        _fp32_attention(model) if cpu_autocast else contextlib.nullcontext()
+    ):
         saver = CheckpointCallback(checkpoints, stop) if checkpoints and stop else None
         trainer = _Trainer(
             model=model, args=args, train_dataset=_ListDataset(rows),

@@ -172,3 +172,41 @@ def test_each_step_is_a_random_mix_of_lengths_sorted_so_micro_batches_pad_little
     assert list(components.training.fit.EpochSeededStepSampler(batch, lengths, seed=3)) == order  # resumable
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+def test_cpu_bf16_runs_the_linear_layers_in_bf16_and_attention_in_fp32(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    seen: dict[str, set] = {"linear": set(), "attention": set()}
+    model.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda module, args, out: seen["linear"].add(out.dtype))
+    fp32_attention = components.training.fit._sdpa_fp32
+
+    def attention(module, query, key, value, mask, **kwargs):  # type: ignore[no-untyped-def]
+        out, weights = fp32_attention(module, query, key, value, mask, **kwargs)
+        seen["attention"].add((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out, weights
+
+    monkeypatch.setattr(components.training.fit, "_sdpa_fp32", attention)
+    rows = [TrainExample(id=str(i), source="generation", prompt=f"{i} + {i} =", completion=f" {2 * i}")
+            for i in range(8)]
+    result = fit(model, tok, rows, max_steps=12, output_dir=str(tmp_path), learning_rate=1e-2, batch_size=4,
+                 cpu_bf16=True)
+    assert seen["linear"] == {torch.bfloat16}
+    # attention runs through the float32 function, called under autocast (which it turns off inside); its input
+    # is float32 already (the rotary embedding's float32 tables promote bf16 projections), so its output is too
+    assert seen["attention"] == {(True, torch.float32)}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
+    assert model.config._attn_implementation == "sdpa"  # the model's own attention again after training
+    assert result.steps == 12 and result.mean_loss is not None and result.learning_rates
+
+
+def test_cpu_precision_auto_follows_the_cpus_bf16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.training.fit import cpu_bf16
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    assert cpu_bf16("auto") and cpu_bf16("bf16") and not cpu_bf16("fp32")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    assert not cpu_bf16("auto") and cpu_bf16("bf16")

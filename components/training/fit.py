@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from components.core.rows import TrainExample
 from components.core.seeds import epoch_seed
 from components.training import xla
 from components.training.checkpoints import CheckpointPlan
+from components.training.cpu_passes import ConcurrentPasses
 from components.training.lr_schedule import LrSchedule, trainer_scheduler
 from components.training.trainer_state import CheckpointCallback, StopRequest, fetch_latest
 
@@ -39,6 +41,9 @@ IGNORE = -100
 #: (measurements: benchmarks/RESULTS.md, "Design choices"). The update is the same: the Trainer divides each
 #: micro-batch's summed loss by the completion tokens of the whole step.
 CPU_MICRO_BATCH_TOKENS = 1024
+#: On CPU (one process): how many of a step's passes run side by side, each on its share of the threads; the
+#: token budget above is shared between them, so activation memory stays that of one 1k-token pass.
+PASSES_SIDE_BY_SIDE = 2
 #: The attention function bf16 training on CPU uses: torch's SDPA in float32 (its bf16 backward on CPU is several
 #: times slower than the float32 one, benchmarks/RESULTS.md), registered with transformers under this name.
 FP32_ATTENTION = "star_sdpa_fp32"
@@ -119,6 +124,11 @@ class CompletionCollator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def _single_process() -> bool:
+    """Not one rank of several (torchrun, DeepSpeed): their gradients are all-reduced by backward's hooks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) == 1
+
+
 def micro_batch_rows(batch_size: int, longest: int, max_tokens: int) -> int:
     """The most rows per pass that divide `batch_size` evenly (so micro-batches never straddle two steps) and
     keep a pass of rows `longest` tokens long within `max_tokens`; at least 1."""
@@ -172,6 +182,23 @@ class EpochSeededStepSampler(torch.utils.data.Sampler[int]):
 
 class _Trainer(Trainer):
     _step_sampler: EpochSeededStepSampler | None = None
+    #: On CPU: the step's passes side by side (the batch the Trainer hands over is the whole step's).
+    cpu_passes: ConcurrentPasses | None = None
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        if self.cpu_passes is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # what the Trainer's own step does on one CPU process, pass by pass: the loss of each pass is its completion
+        # tokens' summed loss over the whole step's (num_items_in_batch), so the passes add up to the step's loss
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+
+        def loss_of(part: dict[str, torch.Tensor]) -> torch.Tensor:
+            with self.compute_loss_context_manager():
+                loss = self.compute_loss(model, part, num_items_in_batch=num_items_in_batch)
+            return loss if num_items_in_batch is not None else loss / self.current_gradient_accumulation_steps
+
+        return self.cpu_passes.run(model, inputs, loss_of)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> EpochSeededStepSampler:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -278,10 +305,17 @@ def fit(
     if on_xla:
         micro, buckets = batch_size * xla.start(), xla.padding_buckets(max_length)
         device_args = xla.trainer_arguments()
-    elif on_cpu and deepspeed is None:
-        micro = micro_batch_rows(batch_size, max(len(r["input_ids"]) for r in rows), CPU_MICRO_BATCH_TOKENS)
+    passes = None
+    if on_cpu and deepspeed is None:
+        threads = torch.get_num_threads()
+        workers = min(PASSES_SIDE_BY_SIDE, threads) if _single_process() else 1
+        longest = max(len(r["input_ids"]) for r in rows)
+        micro = micro_batch_rows(batch_size, longest, CPU_MICRO_BATCH_TOKENS // max(1, workers))
         accumulate = gradient_accumulation_steps * (batch_size // micro)
         device_args["bf16"] = cpu_bf16
+        if workers > 1 and batch_size // micro > 1:
+            passes = ConcurrentPasses(micro, min(workers, batch_size // micro), max(1, threads // workers))
+            micro, accumulate = batch_size, gradient_accumulation_steps  # the Trainer hands over whole steps
     cpu_autocast = on_cpu and deepspeed is None and cpu_bf16
     args = TrainingArguments(
         output_dir=output_dir,
@@ -317,10 +351,15 @@ def fit(
             callbacks=[progress] + ([saver] if saver else []),
         )
         trainer.remove_callback(PrinterCallback)  # our progress line reports the loss instead of a dict per step
+        trainer.cpu_passes = passes
         resume = fetch_latest(checkpoints, Path(output_dir)) if checkpoints else None
         if resume is not None:
             print(f"{label}: continuing from {resume.name} of {checkpoints.url}")  # type: ignore[union-attr]
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:
+            if passes is not None:
+                passes.close()
     if on_xla:
         xla.unwrap_to_cpu(model)
     if saver is not None and saver.stopped_at is not None:

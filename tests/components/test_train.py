@@ -210,3 +210,45 @@ def test_cpu_precision_auto_follows_the_cpus_bf16_hardware(monkeypatch: pytest.M
     assert cpu_bf16("auto") and cpu_bf16("bf16") and not cpu_bf16("fp32")
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
     assert not cpu_bf16("auto") and cpu_bf16("bf16")
+
+
+def test_passes_side_by_side_make_the_same_update_as_one_after_the_other(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.training.cpu_passes import ConcurrentPasses
+
+    rows = [TrainExample(id=str(i), source="generation", prompt="Q" * (i + 1), completion="7" * (1 + 9 * (i % 3)))
+            for i in range(8)]
+    monkeypatch.setattr(components.training.fit, "CPU_MICRO_BATCH_TOKENS", 48)  # passes of 1-2 rows
+    runs: list[int] = []
+    run = ConcurrentPasses.run
+    monkeypatch.setattr(ConcurrentPasses, "run", lambda self, *a: runs.append(self.workers) or run(self, *a))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        weights, losses = [], []
+        for side_by_side in (2, 1):
+            monkeypatch.setattr(components.training.fit, "PASSES_SIDE_BY_SIDE", side_by_side)
+            torch.manual_seed(0)
+            tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+            model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+            losses.append(fit(model, tok, rows, max_steps=3, output_dir=str(tmp_path / str(side_by_side)),
+                              learning_rate=1e-2, batch_size=4).mean_loss)
+            weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+            assert torch.get_num_threads() == 2  # the passes' threads do not change the caller's
+    finally:
+        torch.set_num_threads(threads)
+    assert runs == [2, 2, 2]  # the first run's 3 steps went two passes at a time, the second's one after the other
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for name, w in weights[0].items():
+        torch.testing.assert_close(weights[1][name], w, rtol=1e-4, atol=1e-5)
+
+
+def test_a_steps_passes_are_cut_to_their_own_longest_row() -> None:
+    from components.training.cpu_passes import split_passes
+
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]])
+    batch = {"input_ids": torch.arange(16).view(4, 4), "labels": torch.arange(16).view(4, 4), "attention_mask": mask}
+    passes = split_passes(batch, 2)
+    assert [tuple(p["input_ids"].shape) for p in passes] == [(2, 4), (2, 2)]
+    assert passes[1]["labels"].tolist() == [[8, 9], [12, 13]]

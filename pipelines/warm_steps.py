@@ -101,9 +101,10 @@ def _run_step(request: dict, output_fd: int) -> int:
         return 1
 
 
-def serve(path: str) -> None:
+def serve(path: str, parent: int) -> None:
     """The server: listen first (clients queue while the imports run), import PRELOAD, then fork a child per
-    request. Children are reaped by the kernel (SIGCHLD ignored here, restored in each child)."""
+    request. Children are reaped by the kernel (SIGCHLD ignored here, restored in each child). It ends when asked,
+    or when the run that started it (process `parent`) is gone."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(8)
@@ -112,8 +113,14 @@ def serve(path: str) -> None:
             importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the steps; the run ends the server itself
+    listener.settimeout(1.0)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the run was killed without stopping its server
+                return
+            continue
         try:
             request, fds = _receive(conn)
         except (EOFError, OSError, ValueError):
@@ -148,7 +155,7 @@ class WarmSteps:
         self.socket_path = os.path.join(self._dir, "server.sock")
         self.env = dict(os.environ)
         self._server = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.warm_steps", self.socket_path],
+            [sys.executable, "-m", "pipelines.warm_steps", self.socket_path, str(os.getpid())],
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
@@ -228,4 +235,4 @@ def warm_subprocess_steps() -> Iterator[WarmSteps]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))

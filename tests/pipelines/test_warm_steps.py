@@ -76,3 +76,28 @@ def test_only_kfp_lightweight_components_take_the_warm_path() -> None:
     assert lightweight_component(command) == ("def f(): pass", ["--executor_input", "{}"])
     assert lightweight_component(["python3", "-m", "kfp.dsl.executor_main"]) is None
     assert lightweight_component(["sh", "-ec", "echo hi", "x"]) is None
+
+
+def test_the_server_ends_when_its_run_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # a run (here: a plain Python process) starts a server and is then killed without stopping it
+    code = ("import time; from pipelines.warm_steps import WarmSteps; s = WarmSteps(); "
+            "print(s._server.pid, flush=True); time.sleep(600)")
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server = int(run.stdout.readline())  # type: ignore[union-attr]
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    for _ in range(300):  # it notices within a second of its imports (seconds, more on a busy machine)
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{server}/stat") as stat:  # gone but not yet reaped by init counts as ended
+            if stat.read().split()[2] == "Z":
+                return
+        time.sleep(0.2)
+    raise AssertionError("the step server outlived its run by a minute")

@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -154,10 +155,22 @@ class WarmSteps:
         self._dir = tempfile.mkdtemp(prefix="star-steps-")
         self.socket_path = os.path.join(self._dir, "server.sock")
         self.env = dict(os.environ)
-        self._server = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.warm_steps", self.socket_path, str(os.getpid())],
-            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        #: Why the last step did not take the warm path (None: it did).
+        self.cold_reason: str | None = None
+        self._log = os.path.join(self._dir, "server.log")
+        with open(self._log, "wb") as log:
+            self._server = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.warm_steps", self.socket_path, str(os.getpid())],
+                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def _server_gone(self) -> str:
+        try:
+            with open(self._log, encoding="utf-8", errors="replace") as log:
+                tail = log.read().strip().splitlines()[-1:]
+        except OSError:
+            tail = []
+        return f"the step server ended (exit status {self._server.returncode}{': ' + tail[0] if tail else ''})"
 
     def _connect(self) -> socket.socket | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -176,10 +189,18 @@ class WarmSteps:
         its exit status, or None when this command cannot take the warm path (run it as a new process)."""
         component = lightweight_component(full_command)
         env = {**os.environ, **(env_vars or {})}
-        if component is None or env != self.env or self._server.poll() is not None:
+        changed = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
+        self.cold_reason = (
+            "not a lightweight Python component" if component is None
+            else f"the environment changed since the step server started ({', '.join(changed)})" if changed
+            else self._server_gone() if self._server.poll() is not None
+            else None
+        )
+        if self.cold_reason is not None or component is None:
             return None
         sock = self._connect()
         if sock is None:
+            self.cold_reason = self._server_gone() if self._server.poll() is not None else "no answer from the server"
             return None
         read_fd, write_fd = os.pipe()
         with sock:
@@ -209,9 +230,7 @@ class WarmSteps:
             except subprocess.TimeoutExpired:
                 self._server.kill()
                 self._server.wait()
-        with contextlib.suppress(OSError):
-            os.unlink(self.socket_path)
-            os.rmdir(self._dir)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -224,7 +243,10 @@ def warm_subprocess_steps() -> Iterator[WarmSteps]:
 
     def run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
         code = steps.run(full_command, env_vars)
-        return cold(full_command=full_command, env_vars=env_vars) if code is None else code
+        if code is None:
+            print(f"(this step starts as a new process: {steps.cold_reason})")
+            return cold(full_command=full_command, env_vars=env_vars)
+        return code
 
     handler.run_local_subprocess = run_local_subprocess
     try:

@@ -40,7 +40,7 @@ def test_a_step_runs_in_a_fork_of_the_server_with_torch_already_imported(
         parent, preloaded, _, cwd = whoami(marker="one").output.split()
         again = whoami(marker="two").output.split()[0]
         server = str(steps._server.pid)
-    assert parent == server and again == server  # every step is its own fork of the server
+    assert parent == server and again == server, steps.cold_reason  # every step is its own fork of the server
     assert preloaded == "True"
     assert Path(cwd) == kfp_local
     assert "step output one" in capsys.readouterr().out  # the step's output is printed as kfp.local prints it
@@ -54,6 +54,7 @@ def test_a_step_whose_environment_differs_from_the_servers_starts_a_new_process(
         parent, preloaded, mark, _ = whoami(marker="three").output.split()
         server = str(steps._server.pid)
     assert parent != server and preloaded == "False" and mark == "changed"
+    assert steps.cold_reason == "the environment changed since the step server started (STAR_TEST_MARK)"
 
 
 def test_a_failing_step_fails_the_run_with_its_traceback(kfp_local: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,6 +68,16 @@ def test_the_server_stops_with_the_run() -> None:
         server = steps._server
     assert server.poll() is not None
     assert not os.path.exists(steps.socket_path)
+
+
+def test_a_step_says_why_it_starts_as_a_new_process_when_the_server_is_gone(
+    kfp_local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with warm_subprocess_steps() as steps:
+        steps._server.kill()
+        steps._server.wait()
+        assert whoami(marker="four").output.split()[1] == "False"  # ran, in a new process
+    assert "this step starts as a new process: the step server ended (exit status -9" in capsys.readouterr().out
 
 
 def test_only_kfp_lightweight_components_take_the_warm_path() -> None:

@@ -6,9 +6,10 @@ wall time). Here one server process per run imports them once; every step is the
 still runs in a process of its own (fresh state, its own exit status, output in the run log) and a step's pod on a
 cluster, which imports what it uses, is unchanged.
 
-A step takes the warm path only when it is a KFP lightweight Python component (the only kind kfp.local's
-subprocess runner runs) and its environment equals the one the server started with (settings that libraries read
-at import time would otherwise be stale); anything else starts a fresh process, as kfp.local does.
+A step takes the warm path when it is a KFP lightweight Python component (the only kind kfp.local's subprocess
+runner runs); a step whose environment differs from the server's first starts a new server in it (settings that
+libraries read at import time would otherwise be stale). A step that cannot (the server is gone) starts a fresh
+process, as kfp.local does, and the run log says why.
 """
 
 from __future__ import annotations
@@ -154,14 +155,20 @@ class WarmSteps:
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="star-steps-")
         self.socket_path = os.path.join(self._dir, "server.sock")
-        self.env = dict(os.environ)
+        self._log = os.path.join(self._dir, "server.log")
         #: Why the last step did not take the warm path (None: it did).
         self.cold_reason: str | None = None
-        self._log = os.path.join(self._dir, "server.log")
+        self._start(dict(os.environ))
+
+    def _start(self, env: dict[str, str]) -> None:
+        """A server in environment `env`."""
+        self.env = env
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
         with open(self._log, "wb") as log:
             self._server = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.warm_steps", self.socket_path, str(os.getpid())],
-                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
 
     def _server_gone(self) -> str:
@@ -186,17 +193,22 @@ class WarmSteps:
 
     def run(self, full_command: Sequence[str], env_vars: Mapping[str, str] | None = None) -> int | None:
         """Run the step's command in a fork of the server, printing its output line by line as kfp.local does;
-        its exit status, or None when this command cannot take the warm path (run it as a new process)."""
+        its exit status, or None when this command cannot take the warm path (run it as a new process).
+
+        A step whose environment differs from the server's (variables that libraries read when imported) gets a
+        new server in its environment first."""
         component = lightweight_component(full_command)
+        if component is None:
+            self.cold_reason = "not a lightweight Python component"
+            return None
         env = {**os.environ, **(env_vars or {})}
         changed = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
-        self.cold_reason = (
-            "not a lightweight Python component" if component is None
-            else f"the environment changed since the step server started ({', '.join(changed)})" if changed
-            else self._server_gone() if self._server.poll() is not None
-            else None
-        )
-        if self.cold_reason is not None or component is None:
+        if changed:
+            print(f"(the step server starts again: the environment changed ({', '.join(changed)}))")
+            self._stop()
+            self._start(env)
+        self.cold_reason = self._server_gone() if self._server.poll() is not None else None
+        if self.cold_reason is not None:
             return None
         sock = self._connect()
         if sock is None:
@@ -220,6 +232,10 @@ class WarmSteps:
         return _STATUS.unpack(status)[0]
 
     def close(self) -> None:
+        self._stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _stop(self) -> None:
         if self._server.poll() is None:
             with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1)
@@ -230,7 +246,6 @@ class WarmSteps:
             except subprocess.TimeoutExpired:
                 self._server.kill()
                 self._server.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -46,15 +46,18 @@ def test_a_step_runs_in_a_fork_of_the_server_with_torch_already_imported(
     assert "step output one" in capsys.readouterr().out  # the step's output is printed as kfp.local prints it
 
 
-def test_a_step_whose_environment_differs_from_the_servers_starts_a_new_process(
-    kfp_local: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_step_whose_environment_differs_from_the_servers_gets_a_server_in_its_environment(
+    kfp_local: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with warm_subprocess_steps() as steps:
+        first = steps._server.pid
         monkeypatch.setenv("STAR_TEST_MARK", "changed")  # libraries imported by the server may have read the old one
         parent, preloaded, mark, _ = whoami(marker="three").output.split()
-        server = str(steps._server.pid)
-    assert parent != server and preloaded == "False" and mark == "changed"
-    assert steps.cold_reason == "the environment changed since the step server started (STAR_TEST_MARK)"
+        again = whoami(marker="four").output.split()[0]
+        server = steps._server.pid
+    assert server != first and parent == again == str(server)  # one new server, then used as before
+    assert preloaded == "True" and mark == "changed"
+    assert "the step server starts again: the environment changed (STAR_TEST_MARK)" in capsys.readouterr().out
 
 
 def test_a_failing_step_fails_the_run_with_its_traceback(kfp_local: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,7 +79,7 @@ def test_a_step_says_why_it_starts_as_a_new_process_when_the_server_is_gone(
     with warm_subprocess_steps() as steps:
         steps._server.kill()
         steps._server.wait()
-        assert whoami(marker="four").output.split()[1] == "False"  # ran, in a new process
+        assert whoami(marker="five").output.split()[1] == "False"  # ran, in a new process
     assert "this step starts as a new process: the step server ended (exit status -9" in capsys.readouterr().out
 
 

@@ -18,8 +18,9 @@ import torch
 from transformers import StoppingCriteriaList
 
 from components.demo.builtin import ASSETS
-from components.generation.hf import HFGenerator, StopOnStrings
+from components.generation.hf import HFGenerator
 from components.generation.sampling import SamplingConfig, cut_at_stop
+from components.generation.stops import StopOnStrings
 from components.models.loading import load_model
 from components.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
 

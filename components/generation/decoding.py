@@ -20,11 +20,9 @@ from components.generation.sampling import SamplingConfig
 from components.generation.stops import StopWatch
 
 
-def next_tokens(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """The next token of every row from its last logits: argmax when greedy, else temperature then top-p (the
-    smallest set of tokens whose probability reaches `top_p`, as transformers' TopPLogitsWarper) and a draw."""
-    if sampling.temperature == 0:
-        return logits.argmax(-1)
+def sampling_scores(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
+    """Scores to draw the next token from: divided by the temperature, then cut to top-p (the smallest set of
+    tokens whose probability reaches `top_p`, as transformers' TopPLogitsWarper; the others get -inf)."""
     scores = logits.float() / sampling.temperature
     if sampling.top_p < 1.0:
         ascending, order = torch.sort(scores, descending=False)
@@ -32,7 +30,15 @@ def next_tokens(logits: torch.Tensor, sampling: SamplingConfig, generator: torch
         drop = cumulative <= 1 - sampling.top_p
         drop[..., -1:] = False  # keep at least the most likely token
         scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
+    return scores
+
+
+def next_tokens(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """The next token of every row from its last logits: argmax when greedy, else a draw from `sampling_scores`."""
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    probs = sampling_scores(logits, sampling).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def attention_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor:

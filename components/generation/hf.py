@@ -1,6 +1,7 @@
 """Batched generation with transformers.
 
-- The shared few-shot prefix is encoded once; its KV cache is copied into a preallocated cache once per call
+- The shared few-shot prefix is encoded once per call and its keys and values are held once, for all rows
+  (`prefix_attention`); the rows' own keys and values go to a cache preallocated once per call
   (`kv_slots.SlotCache`), which every batch of the call reuses.
 - Questions are bucketed by length (sorted), so a batch holds prompts of similar length and little padding.
 - Each question is left-padded between the prefix and itself; position ids follow the padding, so a padded row
@@ -74,10 +75,10 @@ class HFGenerator:
         per_batch = max(1, self.batch_size // n)
         rows = min(per_batch, len(questions)) * n
         cache = SlotCache(self.model.config.get_text_config().num_hidden_layers, rows,
-                          len(cached) + len(encoded[order[-1]]) + sampling.max_new_tokens)
+                          len(encoded[order[-1]]) + sampling.max_new_tokens)
         prefix_cache = self._prefix_cache(cached)
-        since = cache.put_prefix(prefix_cache) if prefix_cache is not None else 0
-        del prefix_cache
+        if prefix_cache is not None:
+            cache.put_prefix(prefix_cache)
         watch = self._watch(stop)
         pad = self.tok.pad_token_id  # type: ignore[attr-defined]
         eos = self.tok.eos_token_id  # type: ignore[attr-defined]
@@ -90,7 +91,7 @@ class HFGenerator:
             if not greedy:
                 generator = torch.Generator(device=self.device).manual_seed(batch_seed(sampling.seed, b))
             prompts = [encoded[i] for i in idx for _ in range(n)]
-            new = decode_batch(self.model, cache, since, prompts, sampling, watch, eos, pad, generator)
+            new = decode_batch(self.model, cache, prompts, sampling, watch, eos, pad, generator)
             texts = self.tok.batch_decode(new, skip_special_tokens=True)  # type: ignore[attr-defined]
             for j, text in enumerate(texts):
                 completion = cut_at_stop(text, stop)

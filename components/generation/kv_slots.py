@@ -1,12 +1,12 @@
 """A preallocated KV cache for the hf backend's decoding loop.
 
-Every layer's keys and values live in one tensor of `rows × heads × length × head_dim`, allocated once per
-`HFGenerator.generate` call and reused by each of its batches: a step writes the new keys in place (no
-`torch.cat` of the whole cache per token, as transformers' DynamicCache does) and attention reads the used part,
-`[:live rows, :, :used length]`. The shared few-shot prefix is copied into the first positions of every row once;
-batches after the first keep it. Rows that finish are dropped by moving the live rows up (`keep`), so attention and
-the MLPs run on live rows only. Which positions a row may attend to is the caller's mask: positions are shared by
-all rows (a left-padded batch), as in `model.generate`.
+Every layer's keys and values of the rows' own positions (question and generated tokens) live in one tensor of
+`rows × heads × length × head_dim`, allocated once per `HFGenerator.generate` call and reused by each of its
+batches: a step writes the new keys in place (no `torch.cat` of the whole cache per token, as transformers'
+DynamicCache does) and attention reads the used part, `[:live rows, :, :used length]`. The shared few-shot prefix
+is kept once, beside them (`prefix`, read by `prefix_attention`). Rows that finish are dropped by moving the live
+rows up (`keep`), so attention and the MLPs run on live rows only. Which positions a row may attend to is the
+caller's mask: positions are shared by all rows (a left-padded batch), as in `model.generate`.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class SlotCache(Cache):
     def __init__(self, num_layers: int, rows: int, length: int) -> None:
         self.fill = _Fill()
         self.capacity_rows, self.capacity_length = rows, length
+        self.prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         super().__init__(layers=[SlotLayer(self.fill, rows, length) for _ in range(num_layers)])
 
     @property
@@ -84,35 +85,27 @@ class SlotCache(Cache):
     def length(self) -> int:
         return self.fill.length
 
-    def put_prefix(self, prefix: DynamicCache) -> int:
-        """Copy a one-row cache (the shared prefix) into the first positions of every row; return its length."""
+    def put_prefix(self, prefix: DynamicCache) -> None:
+        """Hold a one-row cache (the shared prefix) as every row's first positions."""
         if len(prefix.layers) != len(self.layers):
             raise ValueError(f"the prefix cache has {len(prefix.layers)} layers, this cache {len(self.layers)}")
-        length = prefix.get_seq_length()
-        self.fill.rows, self.fill.length = self.capacity_rows, 0
-        for src, dst in zip(prefix.layers, self.layers, strict=True):
-            assert src.keys is not None and src.values is not None
-            dst.update(src.keys.expand(self.capacity_rows, -1, -1, -1),
-                       src.values.expand(self.capacity_rows, -1, -1, -1))
-        self.fill.length = length
-        return length
+        self.prefix = [(layer.keys, layer.values) for layer in prefix.layers]  # type: ignore[misc]
 
-    def start(self, rows: int, length: int) -> None:
-        """Use the first `rows` rows, with `length` positions already written (the prefix, or 0)."""
+    def start(self, rows: int) -> None:
+        """Use the first `rows` rows, from their first position on."""
         if rows > self.capacity_rows:
             raise ValueError(f"the KV cache holds {self.capacity_rows} rows, {rows} were asked for")
-        self.fill.rows, self.fill.length = rows, length
+        self.fill.rows, self.fill.length = rows, 0
 
     def advance(self, n: int) -> None:
         self.fill.length += n
 
-    def keep(self, rows: torch.Tensor, since: int) -> None:
-        """Keep only `rows` (indices of rows in use, ascending), moved up to the front. Positions before `since`
-        (the shared prefix) are the same in every row and stay where they are."""
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices of rows in use, ascending), moved up to the front."""
         end = self.fill.length
         for layer in self.layers:
             if layer.is_initialized:
                 assert layer.keys is not None and layer.values is not None
-                layer.keys[: len(rows), :, since:end] = layer.keys[rows, :, since:end]
-                layer.values[: len(rows), :, since:end] = layer.values[rows, :, since:end]
+                layer.keys[: len(rows), :, :end] = layer.keys[rows, :, :end]
+                layer.values[: len(rows), :, :end] = layer.values[rows, :, :end]
         self.fill.rows = len(rows)

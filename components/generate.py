@@ -48,15 +48,9 @@ def score(
     return attempts
 
 
-def shard_of(rows: list, shard: int, num_shards: int) -> list:
-    """The rows one generation shard handles (every num_shards-th, so shards are balanced)."""
-    if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
-    return rows[shard::num_shards]
-
-
 def shard_rows(path: Path, shard: int, num_shards: int) -> Iterator[Example]:
-    """`shard_of` the examples of a file, read as they come (the file is never held whole)."""
+    """The examples of a file one generation shard handles (every num_shards-th, so shards are balanced), read as
+    they come (the file is never held whole)."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
     return itertools.islice(iter_rows(path, Example), shard, None, num_shards)

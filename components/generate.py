@@ -9,14 +9,15 @@
 Both run in one task, so the shard loads its model (a vLLM engine on a cluster) once per iteration."""
 
 import functools
+import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components.core.artifact_files import ATTEMPTS, EXAMPLES, RATIONALIZATIONS
-from components.core.rows import Attempt, Example, Source, read_rows, write_rows
+from components.core.rows import Attempt, Example, Source, iter_rows, write_rows
 from components.core.seeds import Stage, chunk_seed, generation_seed
 from components.settings.steps import GenerateSettings
 from components.tasks.base import Task
@@ -47,33 +48,48 @@ def score(
     return attempts
 
 
-def shard_of(rows: list, shard: int, num_shards: int) -> list:
-    """The rows one generation shard handles (every num_shards-th, so shards are balanced)."""
+def shard_rows(path: Path, shard: int, num_shards: int) -> Iterator[Example]:
+    """The examples of a file one generation shard handles (every num_shards-th, so shards are balanced), read as
+    they come (the file is never held whole)."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
-    return rows[shard::num_shards]
+    return itertools.islice(iter_rows(path, Example), shard, None, num_shards)
 
 
-def generate(settings: GenerateSettings, task: Task, generator, iteration: int, shard: int, examples: list[Example],
-             out: Path, label: str) -> set[str]:
+def count_shard_rows(path: Path, shard: int, num_shards: int) -> int:
+    """How many examples `shard_rows` yields, counted without parsing them."""
+    with path.open(encoding="utf-8") as f:
+        total = sum(1 for line in f if line.strip())
+    return len(range(shard, total, num_shards))
+
+
+def generate(settings: GenerateSettings, task: Task, generator, iteration: int, shard: int,
+             examples: Iterable[Example], out: Path, label: str, total: int | None = None) -> set[str]:
     """Write the scored attempts of every question to `out`; return the ids of the questions some attempt solved.
-    Chunk k of the questions samples with its own seed (chunk 0 with the shard's)."""
+    The examples are taken `CHUNK_QUESTIONS` at a time (they may be a stream: only one chunk's questions and
+    attempts are held); chunk k samples with its own seed (chunk 0 with the shard's). `total`, the number of
+    examples if known, only labels the progress."""
     gen = settings.generation
     prefix = task.prefix(hint=False, direct=gen.direct, use_few_shot=gen.uses_few_shot(iteration))
-    questions = [task.question(e, hint=False, direct=gen.direct) for e in examples]
     solved: set[str] = set()
-    parts = max(1, -(-len(examples) // CHUNK_QUESTIONS))
+    if total is None and isinstance(examples, Sequence):
+        total = len(examples)
+    parts = max(1, -(-total // CHUNK_QUESTIONS)) if total is not None else None  # None: not known
     shard_seed = generation_seed(settings.seed, iteration, Stage.GENERATION, shard)
 
     def attempts() -> Iterator[Attempt]:
         """Generated and scored a chunk at a time and written as they come, so the attempts of all questions
         are never held at once."""
-        for k in range(parts):
-            part = slice(k * CHUNK_QUESTIONS, (k + 1) * CHUNK_QUESTIONS)
-            outputs = generator.generate(prefix, questions[part], gen.sampling(chunk_seed(shard_seed, k)), task.stop,
-                                         label=label + (f" · part {k + 1}/{parts}" if parts > 1 else ""))
-            for a in score(task, examples[part], outputs, source="generation", saved_prompts=questions[part],
-                           direct=gen.direct):
+        stream = iter(examples)
+        for k in itertools.count():
+            chunk = list(itertools.islice(stream, CHUNK_QUESTIONS))
+            if not chunk:
+                break
+            questions = [task.question(e, hint=False, direct=gen.direct) for e in chunk]
+            of_parts = "" if parts == 1 else f" · part {k + 1}" + (f"/{parts}" if parts else "")
+            outputs = generator.generate(prefix, questions, gen.sampling(chunk_seed(shard_seed, k)), task.stop,
+                                         label=label + of_parts)
+            for a in score(task, chunk, outputs, source="generation", saved_prompts=questions, direct=gen.direct):
                 if a.correct:
                     solved.add(a.id)
                 yield a
@@ -83,9 +99,10 @@ def generate(settings: GenerateSettings, task: Task, generator, iteration: int, 
 
 
 def rationalize(settings: GenerateSettings, task: Task, load_generator, iteration: int, shard: int,
-                failed: list[Example], out: Path, label: str) -> tuple[int, int]:
-    """Rationalize the failed questions (each with probability `p_rationalization`) and write the scored
-    attempts to `out`; return (questions rationalized, questions solved with the hint)."""
+                failed: Iterable[Example], out: Path, label: str) -> tuple[int, int]:
+    """Rationalize the failed questions (each with probability `p_rationalization`; they may be a stream, only
+    the chosen ones are held) and write the scored attempts to `out`; return (questions rationalized, questions
+    solved with the hint)."""
     gen, rat = settings.generation, settings.rationalization
     rng = random.Random(generation_seed(settings.seed, iteration, Stage.RATIONALIZATION_CHOICE, shard))
     chosen = [e for e in failed if rng.random() < rat.p_rationalization]
@@ -121,7 +138,8 @@ def generate_shard(
                 "rationalization_solved": 0}
     task = make_task(settings.task)
     gen = settings.generation
-    examples = shard_of(read_rows(Path(train_dir) / EXAMPLES, Example), shard, num_shards)
+    path = Path(train_dir) / EXAMPLES
+    questions = count_shard_rows(path, shard, num_shards) if path.exists() else None
     of_shards = f" · shard {shard}" if num_shards > 1 else ""
 
     @functools.cache
@@ -129,16 +147,29 @@ def generate_shard(
         """The shard's model, loaded once for generation and rationalization."""
         return load_generator(gen.backend, base_dir, model_dir, batch_size=gen.batch_size, vllm=gen.vllm)
 
-    solved = generate(settings, task, generator(), iteration, shard, examples, out / ATTEMPTS,
-                      f"iteration {iteration} · generate{of_shards}")
-    failed = [e for e in examples if e.id not in solved]
+    solved = generate(settings, task, generator(), iteration, shard, shard_rows(path, shard, num_shards),
+                      out / ATTEMPTS, f"iteration {iteration} · generate{of_shards}", total=questions)
+    failed = _Counted(e for e in shard_rows(path, shard, num_shards) if e.id not in solved)
     rationalized, fixed = rationalize(settings, task, generator, iteration, shard, failed, out / RATIONALIZATIONS,
                                       f"iteration {iteration} · rationalize{of_shards}")
-    print(f"iteration {iteration}: generation solved {len(solved)}/{len(examples)} training questions"
+    total = questions or 0
+    print(f"iteration {iteration}: generation solved {len(solved)}/{total} training questions"
           + (f" (shard {shard} of {num_shards})" if num_shards > 1 else ""))
-    print(f"iteration {iteration}: rationalization solved {fixed}/{rationalized} of {len(failed)} failed questions")
-    return {"questions": len(examples), "solved": len(solved), "solved_share": len(solved) / len(examples),
-            "failed": len(failed), "rationalized": rationalized, "rationalization_solved": fixed}
+    print(f"iteration {iteration}: rationalization solved {fixed}/{rationalized} of {failed.count} failed questions")
+    return {"questions": total, "solved": len(solved), "solved_share": len(solved) / total if total else 0.0,
+            "failed": failed.count, "rationalized": rationalized, "rationalization_solved": fixed}
+
+
+class _Counted:
+    """An iterable that counts what went through it."""
+
+    def __init__(self, items: Iterable[Example]) -> None:
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[Example]:
+        for item in self.items:
+            self.count += 1
+            yield item
 
 
 def generate_op(

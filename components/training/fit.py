@@ -50,8 +50,8 @@ FP32_ATTENTION = "star_sdpa_fp32"
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16). torch before 2.10 (the TPU
-    image's 2.9) cannot tell: no."""
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16). A torch without
+    `torch.cpu.get_capabilities` (the TPU image's 2.9) cannot tell: no."""
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)
     caps = get_capabilities() if get_capabilities is not None else {}
     return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))

@@ -22,7 +22,7 @@ from components.core.seeds import Stage, chunk_seed, generation_seed
 from components.settings.steps import GenerateSettings
 from components.tasks.base import Task
 
-CHUNK_QUESTIONS = 4096  # questions generated (and their attempts held) at a time
+CHUNK_QUESTIONS = 1024  # questions generated (and their attempts held) at a time: a 16k shard peaks as a 1k one
 
 
 def score(
